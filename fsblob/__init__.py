@@ -1,0 +1,48 @@
+"""fsblob: AIFlow's blob manager, rebuilt on fsspec.
+
+Upload and download artifacts on any fsspec filesystem, with atomic writes, one
+fetch per host, fresh local copies, confined paths, retries and kept secrets.
+``import fsblob`` loads no cloud client library; a backend's library loads when
+that backend is first used.
+"""
+
+from fsblob.backends import register_backend
+from fsblob.config import BlobConfig, BlobManagerFactory, load_project_config
+from fsblob.errors import (
+    BlobConfigError,
+    BlobError,
+    BlobNotFoundError,
+    BlobTransferError,
+    InvalidPathError,
+    PathOutsideRootError,
+)
+from fsblob.manager import (
+    BlobManager,
+    FsspecBlobManager,
+    HDFSBlobManager,
+    LocalBlobManager,
+    OssBlobManager,
+    S3BlobManager,
+)
+from fsblob.store import Store
+
+__all__ = [
+    "BlobConfig",
+    "BlobConfigError",
+    "BlobError",
+    "BlobManager",
+    "BlobManagerFactory",
+    "BlobNotFoundError",
+    "BlobTransferError",
+    "FsspecBlobManager",
+    "HDFSBlobManager",
+    "InvalidPathError",
+    "LocalBlobManager",
+    "OssBlobManager",
+    "PathOutsideRootError",
+    "S3BlobManager",
+    "Store",
+    "load_project_config",
+    "register_backend",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,125 @@
+"""Retries of transient failures, with exponential backoff, jitter and a deadline.
+
+fsblob owns the retries of every backend: it turns the client libraries' own
+retries off where they have them (see the backends), so one policy with one
+budget applies everywhere. Only transient failures are retried: a refused or
+reset connection, a timeout, HTTP 408/429/5xx. "Not found", "access denied" and
+bad configuration fail at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import tenacity
+
+log = logging.getLogger("fsblob")
+
+T = TypeVar("T")
+
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+TRANSIENT_ERRNO = frozenset(
+    {errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.ETIMEDOUT,
+     errno.EPIPE, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EAGAIN}
+)
+# Transport errors of the client libraries, matched by class name so that none of
+# them has to be imported: botocore, aiohttp, requests/urllib3, http.client, oss2.
+TRANSIENT_TYPES = frozenset(
+    {"EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
+     "ConnectTimeoutError", "ResponseStreamingError", "ClientConnectionError",
+     "ClientPayloadError", "ServerDisconnectedError", "ServerTimeoutError",
+     "ProtocolError", "ChunkedEncodingError", "IncompleteRead", "RemoteDisconnected",
+     "RequestError", "ReadTimeout", "ConnectTimeout"}
+)
+PERMANENT_TYPES = (FileNotFoundError, PermissionError, IsADirectoryError,
+                   NotADirectoryError, FileExistsError, ValueError, TypeError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry.
+
+    Attributes:
+        retries: retries after the first attempt (0 disables retrying).
+        deadline: seconds after which no new attempt starts.
+        backoff: the first wait in seconds; each next one doubles, with jitter,
+            up to ``max_backoff``.
+        max_backoff: the longest single wait in seconds.
+    """
+
+    retries: int = 4
+    deadline: float = 60.0
+    backoff: float = 0.25
+    max_backoff: float = 8.0
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        what: str,
+        fail: Callable[[Exception, int], Exception],
+    ) -> T:
+        """Run ``fn``, retrying it on transient errors.
+
+        When it finally fails, raise ``fail(last_error, attempts)`` instead.
+        """
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retries + 1)
+            | tenacity.stop_after_delay(self.deadline),
+            wait=tenacity.wait_random_exponential(multiplier=self.backoff, max=self.max_backoff),
+            retry=tenacity.retry_if_exception(is_transient),
+            before_sleep=lambda state: log.warning(
+                "%s failed (attempt %d), retrying: %s", what, state.attempt_number,
+                type(state.outcome.exception()).__name__,
+            ),
+            reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except Exception as exc:
+            raise fail(exc, retrying.statistics.get("attempt_number", 1)) from None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a failure worth retrying."""
+    for link in _chain(exc):
+        if getattr(link, "transient", False):
+            return True
+        status = _http_status(link)
+        if status is not None:
+            return status in TRANSIENT_STATUS
+        if isinstance(link, (ConnectionError, TimeoutError)):
+            return True
+        if isinstance(link, OSError) and link.errno in TRANSIENT_ERRNO:
+            return True
+        if any(cls.__name__ in TRANSIENT_TYPES for cls in type(link).__mro__):
+            return True
+        if isinstance(link, PERMANENT_TYPES):
+            return False
+    return False
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status an exception carries, in any of the client libraries' ways."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):  # botocore ClientError
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return status if isinstance(status, int) else None
+    for holder in (exc, response):
+        for attr in ("status_code", "status"):
+            status = getattr(holder, attr, None)
+            if isinstance(status, int) and 100 <= status < 600:
+                return status
+    return None

@@ -1,0 +1,76 @@
+"""What a backend produces: where artifacts live, as fsspec sees it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Protocols whose single-object writes are atomic (an object appears whole or not
+#: at all), so fsblob writes there directly. Elsewhere it writes a temporary
+#: sibling and renames it into place.
+ATOMIC_PUT_PROTOCOLS = frozenset(
+    {"s3", "s3a", "oss", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"}
+)
+
+_SECRET_KEY = re.compile(r"secret|token|password|passwd|credential|(^|_)key($|_)", re.I)
+
+
+@dataclass(frozen=True, repr=False)
+class Store:
+    """A backend's answer to "where do artifacts go?".
+
+    Attributes:
+        protocol: the fsspec protocol name (``"file"``, ``"s3"``, ``"webhdfs"``...).
+        root: the root as the filesystem names it, without protocol
+            (``"/data/artifacts"``, ``"bucket/prefix"``).
+        storage_options: keyword arguments for the fsspec filesystem; exactly what
+            ``fsspec.open`` and pandas need to open the URIs fsblob returns.
+        url_prefix: what goes before a path to make its URI. ``None`` means
+            ``"<protocol>://"``; ``""`` means plain local paths;
+            ``"webhdfs://host:port"`` keeps the server in the URI.
+        legacy_prefixes: prefixes that legacy blob managers put in front of the
+            filesystem path in the URIs they returned; ``download`` accepts them.
+        put_options: extra keyword arguments for the filesystem's ``put_file``.
+        get_options: extra keyword arguments for the filesystem's ``get_file``.
+        md5_etag: the store's ETag of a single-part object is the MD5 of its
+            bytes, so downloads can be verified against it.
+    """
+
+    protocol: str
+    root: str
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    url_prefix: str | None = None
+    legacy_prefixes: tuple[str, ...] = ()
+    put_options: Mapping[str, Any] = field(default_factory=dict)
+    get_options: Mapping[str, Any] = field(default_factory=dict)
+    md5_etag: bool = False
+
+    def uri(self, path: str) -> str:
+        """The URI of a filesystem path of this store."""
+        prefix = f"{self.protocol}://" if self.url_prefix is None else self.url_prefix
+        return prefix + path
+
+    @property
+    def atomic_put(self) -> bool:
+        """Whether a single write to this store is atomic."""
+        return self.protocol in ATOMIC_PUT_PROTOCOLS
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values in ``storage_options`` that must never be shown."""
+        return tuple(_secret_values(self.storage_options))
+
+    def __repr__(self) -> str:
+        return f"Store(protocol={self.protocol!r}, root={self.root!r})"
+
+
+def _secret_values(options: Any, key: str = "") -> list[str]:
+    if isinstance(options, Mapping):
+        return [v for k, value in options.items() for v in _secret_values(value, str(k))]
+    if isinstance(options, (list, tuple)):
+        return [v for value in options for v in _secret_values(value, key)]
+    if isinstance(options, str) and _SECRET_KEY.search(key):
+        return [options]
+    return []

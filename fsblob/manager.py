@@ -29,7 +29,7 @@ from fsblob.errors import (
     PathOutsideRootError,
     describe,
 )
-from fsblob.retry import RetryPolicy
+from fsblob.retry import RetryPolicy, is_transient
 from fsblob.store import Store
 
 log = logging.getLogger("fsblob")
@@ -156,9 +156,10 @@ class FsspecBlobManager(BlobManager):
         """The fsspec filesystem, created (and its library imported) on first use."""
         with self._fs_lock:
             if self._fs is None:
-                self._fs = self._call(
-                    f"open the {self._store.protocol!r} filesystem",
+                self._fs = self._retry.call(
                     lambda: fsspec.filesystem(self._store.protocol, **self._store.storage_options),
+                    f"open the {self._store.protocol!r} filesystem",
+                    self._open_error,
                 )
             return self._fs
 
@@ -264,7 +265,7 @@ class FsspecBlobManager(BlobManager):
     def exists(self, remote_file_path: str) -> bool:
         """Whether an artifact is stored at this URI or relative path."""
         path = self._resolve(remote_file_path)
-        return self._call(f"check {self._store.uri(path)}", lambda: self.fs.exists(path))
+        return self._call(f"check {self._store.uri(path)}", lambda: self._exists(path))
 
     def ls(self) -> list[str]:
         """The URIs of the artifacts stored directly under the root, sorted."""
@@ -287,8 +288,7 @@ class FsspecBlobManager(BlobManager):
         uri = self._store.uri(path)
 
         def remove() -> None:
-            if not self.fs.exists(path):
-                raise FileNotFoundError(path)
+            self.fs.info(path)  # raises FileNotFoundError
             self.fs.rm(path, recursive=True)
 
         self._call(f"delete {uri}", remove)
@@ -300,9 +300,11 @@ class FsspecBlobManager(BlobManager):
         text = _fspath(uri, "remote_file_path")
         store, root, what = self._store, self._store.root, "remote_file_path"
         where = self.root_url
-        for prefix in (store.url_prefix, *store.legacy_prefixes):
-            if prefix and text.startswith(prefix + "/"):
-                return self._confine(paths.require_under(root, text[len(prefix):], what=what, where=where))
+        prefixes = {store.url_prefix: "", **store.legacy_prefixes} if store.url_prefix else store.legacy_prefixes
+        for prefix, stands_for in prefixes.items():
+            if text.startswith(prefix + "/"):
+                path = stands_for + text[len(prefix):]
+                return self._confine(paths.require_under(root, path, what=what, where=where))
         protocol, _ = split_protocol(text)
         if protocol:
             fs_class = fsspec.get_filesystem_class(store.protocol)
@@ -383,7 +385,7 @@ class FsspecBlobManager(BlobManager):
             aside = self._remote_temp(dest)
             try:
                 put_tree(tmp)
-                if self.fs.exists(dest):
+                if self._exists(dest):
                     self.fs.mv(dest, aside, recursive=True)
                 self.fs.mv(tmp, dest, recursive=True)
                 self._check_tree(dest, sizes)
@@ -405,6 +407,8 @@ class FsspecBlobManager(BlobManager):
                 sorted((posixpath.relpath(p, path), _version(i)) for p, i in files.items())
             )
         else:
+            if self._store.etag is not None:
+                info = {**info, "etag": self._store.etag(self.fs, path)}
             files, version = None, _version(info)
         if self._copies.is_fresh(dest, version):
             log.debug("%s is up to date", dest)
@@ -471,15 +475,23 @@ class FsspecBlobManager(BlobManager):
 
     def _rename(self, tmp: str, dest: str) -> None:
         """Move an uploaded temporary into place; notice a rename that did nothing."""
-        if self._store.protocol not in ("file", "local") and self.fs.exists(dest):
+        if self._store.protocol not in ("file", "local") and self._exists(dest):
             self.fs.rm(dest, recursive=True)  # HDFS renames never overwrite
         self.fs.mv(tmp, dest)
-        self.fs.invalidate_cache(tmp)
-        if self.fs.exists(tmp):
+        if self._exists(tmp):
             raise BlobTransferError(
                 f"{self._name}: the store did not rename {self._store.uri(tmp)} to "
                 f"{self._store.uri(dest)}"
             )
+
+    def _exists(self, path: str) -> bool:
+        """Like ``fs.exists``, but an unreachable store raises instead of saying no."""
+        self.fs.invalidate_cache(path)
+        try:
+            self.fs.info(path)
+        except FileNotFoundError:
+            return False
+        return True
 
     def _remote_temp(self, dest: str) -> str:
         parent, name = posixpath.split(dest)
@@ -488,7 +500,7 @@ class FsspecBlobManager(BlobManager):
     def _discard(self, path: str) -> None:
         """Remove a remote temporary if it is still there; never raise."""
         try:
-            if self.fs.exists(path):
+            if self._exists(path):
                 self.fs.rm(path, recursive=True)
         except Exception as exc:  # the original error matters more than this one
             log.warning("could not remove temporary %s: %s", self._store.uri(path),
@@ -499,6 +511,13 @@ class FsspecBlobManager(BlobManager):
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` with retries; turn what it finally raises into a BlobError."""
         return self._retry.call(fn, what, lambda exc, attempts: self._error(exc, what, attempts))
+
+    def _open_error(self, exc: Exception, attempts: int) -> Exception:
+        what = f"open the {self._store.protocol!r} filesystem"
+        if isinstance(exc, (BlobError, ImportError)) or is_transient(exc):
+            return self._error(exc, what, attempts)
+        hint = f"; {self._store.requirements}" if self._store.requirements else ""
+        return BlobConfigError(f"{self._name}: cannot {what}: {describe(exc, self._secrets)}{hint}")
 
     def _error(self, exc: Exception, what: str, attempts: int) -> Exception:
         if isinstance(exc, BlobError):

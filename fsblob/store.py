@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,22 +30,29 @@ class Store:
         url_prefix: what goes before a path to make its URI. ``None`` means
             ``"<protocol>://"``; ``""`` means plain local paths;
             ``"webhdfs://host:port"`` keeps the server in the URI.
-        legacy_prefixes: prefixes that legacy blob managers put in front of the
-            filesystem path in the URIs they returned; ``download`` accepts them.
+        legacy_prefixes: URI prefixes of legacy blob managers, each mapped to the
+            filesystem path it stands for; ``download`` accepts such URIs.
         put_options: extra keyword arguments for the filesystem's ``put_file``.
         get_options: extra keyword arguments for the filesystem's ``get_file``.
         md5_etag: the store's ETag of a single-part object is the MD5 of its
             bytes, so downloads can be verified against it.
+        requirements: what the filesystem needs on this host, told when it
+            cannot be opened.
+        etag: for stores whose ``info()`` lacks an ETag, a function
+            ``(fs, path) -> str`` asking the store for it, so that a replaced
+            object of the same size and second is still noticed.
     """
 
     protocol: str
     root: str
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     url_prefix: str | None = None
-    legacy_prefixes: tuple[str, ...] = ()
+    legacy_prefixes: Mapping[str, str] = field(default_factory=dict)
     put_options: Mapping[str, Any] = field(default_factory=dict)
     get_options: Mapping[str, Any] = field(default_factory=dict)
     md5_etag: bool = False
+    requirements: str = ""
+    etag: Callable[[Any, str], str] | None = None
 
     def uri(self, path: str) -> str:
         """The URI of a filesystem path of this store."""

@@ -358,8 +358,6 @@ class _Handler(BaseHTTPRequestHandler):
         resp: Response | None = None
         try:
             if isinstance(fault, int):
-                for _ in req.body:
-                    pass
                 resp = error_response(fault)
             elif translator is not None:
                 resp = translator.on_request(req, proxy.upstream)
@@ -367,6 +365,8 @@ class _Handler(BaseHTTPRequestHandler):
                 resp = self._forward(req)
             if translator is not None:
                 translator.on_response(req, resp, proxy.upstream)
+            for _ in req.body:  # read what nobody consumed, to keep the connection usable
+                pass
             self._reply(req, resp)
         except (_Killed, OSError, http.client.HTTPException):
             self.close_connection = True
@@ -399,6 +399,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, req: Request, resp: Response) -> None:
         proxy = self.server.proxy
+        if resp.stream is None and resp.body is None:
+            resp.body = b""
         headers = dict(resp.headers)
         has_body = req.method != "HEAD" and resp.status >= 200 and resp.status not in (204, 304)
         chunked = False

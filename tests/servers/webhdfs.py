@@ -444,7 +444,6 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------ plumbing
     def _dispatch(self, method: str) -> None:
         srv = self.server.owner
-        self._body_left: int | None = None  # set by _body
         self._body_done = False
         url = urlsplit(self.path)
         q = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}

@@ -1,0 +1,87 @@
+"""HDFS, through WebHDFS (fsspec's ``webhdfs``) or libhdfs (pyarrow, fsspec's ``hdfs``).
+
+=====================  =================================================  ==========================
+key                    meaning                                            fsspec
+=====================  =================================================  ==========================
+``hdfs_url``           ``http(s)://`` or ``webhdfs://host:port``:         ``webhdfs`` host, port,
+                       the namenode's WebHDFS address;                    use_https;
+                       ``hdfs://host:port``: its RPC address (libhdfs)    ``hdfs`` host, port
+``hdfs_user``          the user to act as                                 ``user``
+``root_directory``     the directory for artifacts; a relative one is     root
+                       taken below ``/user/<hdfs_user>``, as HDFS does
+=====================  =================================================  ==========================
+
+URIs keep the server: ``webhdfs://host:port/<root>/<name>`` or
+``hdfs://host:port/<root>/<name>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from fsblob import paths
+from fsblob.backends import keys
+from fsblob.errors import BlobConfigError
+from fsblob.store import Store
+
+BACKEND = "hdfs"
+KEYS = ("hdfs_url", "hdfs_user", "root_directory")
+
+LIBHDFS_REQUIREMENTS = (
+    "the hdfs:// client (pyarrow's HadoopFileSystem) needs a JVM and libhdfs on this host: "
+    "install Java and Hadoop, set JAVA_HOME, HADOOP_HOME, ARROW_LIBHDFS_DIR (the directory "
+    "of libhdfs.so) and CLASSPATH=$(hadoop classpath --glob). Or give hdfs_url as the "
+    "namenode's WebHDFS address, e.g. http://namenode:9870, which needs none of them"
+)
+
+
+def store(config: Mapping[str, Any]) -> Store:
+    """Map the HDFS keys to a :class:`Store` on WebHDFS or libhdfs."""
+    keys.check_keys(config, KEYS, BACKEND)
+    url = keys.text(config, "hdfs_url", BACKEND,
+                    required="set it to the namenode's WebHDFS url, e.g. http://namenode:9870")
+    user = keys.text(config, "hdfs_user", BACKEND)
+    root = keys.text(config, "root_directory", BACKEND,
+                     required="set it to the HDFS directory for artifacts, e.g. /user/alice/artifacts")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    protocols = {"http": "webhdfs", "https": "webhdfs", "webhdfs": "webhdfs", "swebhdfs": "webhdfs",
+                 "hdfs": "hdfs"}
+    if scheme not in protocols or not parts.hostname:
+        raise BlobConfigError(
+            f"{BACKEND}: hdfs_url {url!r} is not an http://, https://, webhdfs:// or hdfs:// "
+            "url with a host; give e.g. http://namenode:9870"
+        )
+    if parts.path.rstrip("/") not in ("", "/webhdfs/v1"):
+        raise BlobConfigError(
+            f"{BACKEND}: hdfs_url {url!r} has a path; give only scheme, host and port, "
+            "and put the directory in root_directory"
+        )
+    protocol = protocols[scheme]
+    https = scheme in ("https", "swebhdfs")
+    try:
+        port = parts.port or (8020 if protocol == "hdfs" else 9871 if https else 9870)
+    except ValueError:
+        raise BlobConfigError(f"{BACKEND}: hdfs_url {url!r} has an invalid port") from None
+    if not root.startswith("/"):
+        if not user:
+            raise BlobConfigError(
+                f"{BACKEND}: root_directory {root!r} is relative, and there is no hdfs_user "
+                "to resolve it against; give an absolute path such as /user/alice/artifacts"
+            )
+        root = f"/user/{user}/{root}"
+    segments = paths.check_segments(root, what="hdfs: root_directory")
+    options: dict[str, Any] = {"host": parts.hostname, "port": port}
+    if user:
+        options["user"] = user
+    if https:
+        options["use_https"] = True
+    return Store(
+        protocol=protocol,
+        root="/" + "/".join(segments),
+        storage_options=options,
+        url_prefix=f"{protocol}://{parts.hostname}:{port}",
+        requirements=LIBHDFS_REQUIREMENTS if protocol == "hdfs" else "",
+    )

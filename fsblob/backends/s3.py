@@ -1,0 +1,94 @@
+"""Amazon S3 (and S3-compatible stores) through s3fs.
+
+=======================  ==============================================  ========================
+key                      meaning                                         s3fs argument
+=======================  ==============================================  ========================
+``bucket_name``          the bucket (required)                           first part of the root
+``root_directory``       a key prefix inside the bucket (optional)       rest of the root
+``service_name``         must be ``s3`` if given                         (checked only)
+``region_name``          the region                                      ``client_kwargs``
+``api_version``          the API version                                 ``client_kwargs``
+``use_ssl``              use HTTPS                                       ``use_ssl``
+``verify``               verify certificates: true/false or a CA bundle  ``client_kwargs``
+``endpoint_url``         the endpoint, for S3-compatible stores          ``endpoint_url``
+``access_key_id``        the access key id                               ``key``
+``secret_access_key``    the secret key                                  ``secret``
+``session_token``        a session token                                 ``token``
+``config``               botocore ``Config`` options                     ``config_kwargs``
+=======================  ==============================================  ========================
+
+Keys left out fall back to the usual AWS credential chain (environment, profile).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from fsblob import paths
+from fsblob.backends import keys
+from fsblob.errors import BlobConfigError
+from fsblob.store import Store
+
+BACKEND = "s3"
+KEYS = ("service_name", "region_name", "api_version", "use_ssl", "verify", "endpoint_url",
+        "access_key_id", "secret_access_key", "session_token", "config", "bucket_name",
+        "root_directory")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,254}$", re.I)
+
+
+def store(config: Mapping[str, Any]) -> Store:
+    """Map the S3 keys to a :class:`Store` on s3fs."""
+    keys.check_keys(config, KEYS, BACKEND)
+    service = keys.text(config, "service_name", BACKEND)
+    if service not in (None, "s3"):
+        raise BlobConfigError(
+            f"{BACKEND}: service_name {service!r} is not supported; S3BlobManager stores "
+            "in S3, so set service_name: s3 or leave it out"
+        )
+    bucket = keys.text(config, "bucket_name", BACKEND, required="set it to the S3 bucket to store in")
+    if not _BUCKET.match(bucket):
+        raise BlobConfigError(
+            f"{BACKEND}: bucket_name {bucket!r} is not a bucket name; give the bare name "
+            "(no 's3://' and no '/'), and put a key prefix in root_directory"
+        )
+    prefix = (keys.text(config, "root_directory", BACKEND) or "").strip("/")
+    if prefix:
+        paths.check_segments(prefix, what="s3: root_directory")
+    key_id = keys.text(config, "access_key_id", BACKEND)
+    secret = keys.text(config, "secret_access_key", BACKEND)
+    if bool(key_id) != bool(secret):
+        missing = "secret_access_key" if key_id else "access_key_id"
+        raise BlobConfigError(
+            f"{BACKEND}: blob_manager_config key {missing!r} is missing; give access_key_id "
+            "and secret_access_key together, or neither to use the AWS credential chain"
+        )
+    client: dict[str, Any] = {}
+    for key in ("region_name", "api_version"):
+        if keys.text(config, key, BACKEND):
+            client[key] = keys.text(config, key, BACKEND)
+    if config.get("verify") is not None:
+        verify = config["verify"]
+        is_flag = isinstance(verify, bool) or str(verify).strip().lower() in (
+            "true", "false", "yes", "no", "on", "off", "0", "1")
+        client["verify"] = keys.flag(config, "verify", BACKEND) if is_flag else str(verify)
+    options: dict[str, Any] = {}
+    if key_id:
+        options.update(key=key_id, secret=secret)
+    if keys.text(config, "session_token", BACKEND):
+        options["token"] = keys.text(config, "session_token", BACKEND)
+    if keys.text(config, "endpoint_url", BACKEND):
+        options["endpoint_url"] = keys.text(config, "endpoint_url", BACKEND)
+    if keys.flag(config, "use_ssl", BACKEND) is not None:
+        options["use_ssl"] = keys.flag(config, "use_ssl", BACKEND)
+    if client:
+        options["client_kwargs"] = client
+    if keys.mapping(config, "config", BACKEND):
+        options["config_kwargs"] = keys.mapping(config, "config", BACKEND)
+    return Store(
+        protocol="s3",
+        root=f"{bucket}/{prefix}" if prefix else bucket,
+        storage_options=options,
+        md5_etag=True,
+    )

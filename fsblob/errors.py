@@ -61,7 +61,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def describe(exc: BaseException, secrets: Iterable[str] = ()) -> str:
-    """One line naming an exception's type and its (redacted) message."""
-    message = " ".join(str(exc).split()) or "no details"
-    return redact(f"{type(exc).__name__}: {message}", secrets)
+def describe(exc: BaseException, secrets: Iterable[str] = (), limit: int = 400) -> str:
+    """One line naming an exception's type and its (redacted) message, cut at ``limit``."""
+    message = redact(" ".join(str(exc).split()) or "no details", secrets)
+    if len(message) > limit:
+        message = message[:limit] + "..."
+    return f"{type(exc).__name__}: {message}"

@@ -339,13 +339,14 @@ class FsspecBlobManager(BlobManager):
         put = self._store.put_options
 
         def attempt() -> None:
+            fs = self.fs
             if self._store.atomic_put:
-                self.fs.put_file(str(src), dest, callback=callback, **put)
+                fs.put_file(str(src), dest, callback=callback, **put)
             else:
                 tmp = self._remote_temp(dest)
                 try:
-                    self.fs.makedirs(self._store.root, exist_ok=True)
-                    self.fs.put_file(str(src), tmp, callback=callback, **put)
+                    fs.makedirs(self._store.root, exist_ok=True)
+                    fs.put_file(str(src), tmp, callback=callback, **put)
                     self._rename(tmp, dest)
                 finally:
                     self._discard(tmp)
@@ -381,13 +382,12 @@ class FsspecBlobManager(BlobManager):
                 if stale:
                     self.fs.rm(stale)
                 return
-            tmp = self._remote_temp(dest)
-            aside = self._remote_temp(dest)
+            fs, tmp, aside = self.fs, self._remote_temp(dest), self._remote_temp(dest)
             try:
                 put_tree(tmp)
                 if self._exists(dest):
-                    self.fs.mv(dest, aside, recursive=True)
-                self.fs.mv(tmp, dest, recursive=True)
+                    fs.mv(dest, aside, recursive=True)
+                fs.mv(tmp, dest, recursive=True)
                 self._check_tree(dest, sizes)
             finally:
                 self._discard(tmp)

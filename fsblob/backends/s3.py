@@ -35,7 +35,7 @@ BACKEND = "s3"
 KEYS = ("service_name", "region_name", "api_version", "use_ssl", "verify", "endpoint_url",
         "access_key_id", "secret_access_key", "session_token", "config", "bucket_name",
         "root_directory")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,254}$", re.I)
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{0,254}$")
 
 
 def store(config: Mapping[str, Any]) -> Store:

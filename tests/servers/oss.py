@@ -31,7 +31,9 @@ BUCKET_FIELDS = {
     "StorageClass": "Standard",
 }
 XML = {"content-type": "application/xml"}
-AUTH = {"authorization": "AWS test:test"}  # moto treats unsigned object reads as anonymous
+# Signatures are not checked.  moto treats unsigned reads as anonymous, and guesses the
+# service from the signature, so signed requests carry this fixed S3 (v2-style) one.
+AUTH = {"authorization": "AWS test:test"}
 
 
 def crc64(chunks: Iterable[bytes]) -> int:
@@ -84,6 +86,8 @@ class OssTranslator:
             HEADER_ALIASES.get(k, "x-amz-" + k[6:] if k.startswith("x-oss-") else k): v
             for k, v in req.headers.items()
         }
+        if "authorization" in req.headers:  # "OSS id:sig" confuses moto's service detection
+            req.headers.update(AUTH)
         path, bucket, key, query = _split(req.path)
         if req.method == "GET" and bucket and not key and "bucketInfo" in query:
             return self._bucket_info(bucket, upstream)

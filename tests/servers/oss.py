@@ -175,7 +175,7 @@ class OssTranslator:
         entries: list[tuple[str, ET.Element | None]] = []  # (name, Contents or None for a prefix)
         truncated, after = False, marker
         while not truncated:
-            params = urlencode({"prefix": prefix, "marker": after, "max-keys": 1000})
+            params = urlencode({"prefix": prefix, "marker": after, "max-keys": min(max_keys + 1, 1000)})
             page = upstream.call("GET", f"/{bucket}?{params}", AUTH)
             if page.status != 200:
                 return page

@@ -217,7 +217,7 @@ class OssTranslator:
     def on_response(self, req: Request, resp: Response, upstream: Upstream) -> None:
         """Rewrite XML bodies and headers to OSS style and add CRC64 headers."""
         path, _, key, query = _split(req.path)
-        data_get = req.method == "GET" and key and not set(query) & OBJECT_SUBRESOURCES
+        data_get = req.method == "GET" and bool(key) and not set(query) & OBJECT_SUBRESOURCES
         xml = "xml" in resp.headers.get("content-type", "")
         if req.method != "HEAD" and (resp.status >= 300 or (xml and not data_get)):
             resp.body = _to_oss_xml(resp.read_body())
@@ -258,40 +258,35 @@ class OssTranslator:
 
 
 class OssServer:
-    """OSS-compatible endpoint: moto (started here unless ``moto_url`` is given)
-    behind a ``FaultProxy`` with an ``OssTranslator``.
+    """OSS-compatible endpoint: moto behind a ``FaultProxy`` with an ``OssTranslator``.
 
-    ``.endpoint`` is the URL for oss2/ossfs, ``.proxy`` injects faults.
+    moto is started as a subprocess at construction unless ``moto_url`` is given;
+    the proxy serves between ``start()`` and ``stop()`` (or inside ``with``).
+    ``.endpoint`` is the URL for oss2/ossfs and ``.proxy`` injects faults.
     """
 
     def __init__(self, moto_url: str | None = None, *, port: int = 0) -> None:
-        self._moto_url = moto_url
         self._moto: MotoServer | None = None
-        self.proxy: FaultProxy | None = None
-        self.endpoint = ""
-        self._port = port
-
-    def start(self) -> None:
-        """Start moto (if needed) and the translating proxy."""
-        if self._moto_url is None:
+        if moto_url is None:
             self._moto = MotoServer()
-            self._moto_url = self._moto.url
-        self.proxy = FaultProxy(self._moto_url, translator=OssTranslator(), port=self._port)
-        self.proxy.start()
+            moto_url = self._moto.url
+        self.moto_url = moto_url
+        self.proxy = FaultProxy(self.moto_url, translator=OssTranslator(), port=port)
         self.endpoint = self.proxy.url
 
+    def start(self) -> None:
+        """Start serving on ``.endpoint``."""
+        self.proxy.start()
+
     def stop(self) -> None:
-        """Stop the proxy and the moto server started here."""
-        if self.proxy is not None:
-            self.proxy.stop()
+        """Stop the proxy, and moto if it was started here."""
+        self.proxy.stop()
         if self._moto is not None:
             self._moto.stop()
-            self._moto, self._moto_url = None, None
 
     def create_bucket(self, name: str) -> None:
         """Create a bucket directly in moto."""
-        assert self._moto_url is not None, "server not started"
-        resp = Upstream(self._moto_url).call("PUT", f"/{name}")
+        resp = Upstream(self.moto_url).call("PUT", f"/{name}")
         if resp.status != 200:
             raise RuntimeError(f"create_bucket({name!r}) failed: {resp.status} {resp.body!r}")
 

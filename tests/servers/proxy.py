@@ -325,7 +325,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.rfile.readline(1024)
             while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                 pass  # trailers are dropped
-        self._body_done = True
 
     def _read_exactly(self, size: int) -> Iterator[bytes]:
         proxy = self.server.proxy
@@ -346,7 +345,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
-        self._body_done = False
         req = Request(
             self.command,
             self.path,
@@ -376,8 +374,6 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if resp is not None and resp.stream is not None:
                 resp.stream.close()
-        if not self._body_done:
-            self.close_connection = True
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = _handle
 

@@ -77,8 +77,9 @@ class BlobManager(abc.ABC):
         """Fetch a stored artifact into ``local_dir``; return its local path."""
 
 
-class _IntegrityError(BlobTransferError):
-    """Fetched bytes did not match the remote object; worth another attempt."""
+class _Mismatch(BlobTransferError):
+    """What was transferred does not match what was expected (short, corrupt, or
+    not renamed into place); worth another attempt."""
 
     transient = True
 
@@ -156,8 +157,9 @@ class FsspecBlobManager(BlobManager):
         """The fsspec filesystem, created (and its library imported) on first use."""
         with self._fs_lock:
             if self._fs is None:
+                options = _merged(self._store.storage_options, self._store.engine_options)
                 self._fs = self._retry.call(
-                    lambda: fsspec.filesystem(self._store.protocol, **self._store.storage_options),
+                    lambda: fsspec.filesystem(self._store.protocol, **options),
                     f"open the {self._store.protocol!r} filesystem",
                     self._open_error,
                 )
@@ -437,7 +439,7 @@ class FsspecBlobManager(BlobManager):
     def _verify(self, local: Path, info: Mapping[str, Any]) -> None:
         size = local.stat().st_size
         if info.get("size") is not None and size != info["size"]:
-            raise _IntegrityError(
+            raise _Mismatch(
                 f"{self._name}: received {size} bytes of {info.get('name')}, expected {info['size']}"
             )
         etag = str(info.get("ETag") or info.get("etag") or "").strip('"').lower()
@@ -445,7 +447,7 @@ class FsspecBlobManager(BlobManager):
             with open(local, "rb") as f:
                 digest = hashlib.file_digest(f, "md5").hexdigest()
             if digest != etag:
-                raise _IntegrityError(
+                raise _Mismatch(
                     f"{self._name}: the bytes received for {info.get('name')} do not match "
                     f"the store's MD5 ({digest} != {etag})"
                 )
@@ -454,7 +456,7 @@ class FsspecBlobManager(BlobManager):
         self.fs.invalidate_cache(path)
         stored = self.fs.info(path).get("size")
         if stored != size:
-            raise _IntegrityError(
+            raise _Mismatch(
                 f"{self._name}: {self._store.uri(path)} holds {stored} bytes after upload, expected {size}"
             )
 
@@ -462,7 +464,7 @@ class FsspecBlobManager(BlobManager):
         stored = {posixpath.relpath(p, target): i.get("size") for p, i in self._tree(target, detail=True).items()}
         missing = [rel for rel, size in sizes.items() if stored.get(rel) != size]
         if missing:
-            raise _IntegrityError(
+            raise _Mismatch(
                 f"{self._name}: after upload {len(missing)} file(s) under {self._store.uri(target)} "
                 f"are missing or incomplete, e.g. {missing[0]!r}"
             )
@@ -479,7 +481,7 @@ class FsspecBlobManager(BlobManager):
             self.fs.rm(dest, recursive=True)  # HDFS renames never overwrite
         self.fs.mv(tmp, dest)
         if self._exists(tmp):
-            raise BlobTransferError(
+            raise _Mismatch(
                 f"{self._name}: the store did not rename {self._store.uri(tmp)} to "
                 f"{self._store.uri(dest)}"
             )
@@ -537,6 +539,16 @@ class FsspecBlobManager(BlobManager):
                 "check the credentials and the permissions of the root"
             )
         return BlobTransferError(f"{self._name}: cannot {what}{tries}: {detail}")
+
+
+def _merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``extra``, merging nested mappings."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            value = _merged(merged[key], value)
+        merged[key] = value
+    return merged
 
 
 def _version(info: Mapping[str, Any]) -> str:

@@ -38,6 +38,9 @@ class Store:
             bytes, so downloads can be verified against it.
         requirements: what the filesystem needs on this host, told when it
             cannot be opened.
+        engine_options: options for fsblob's own filesystem instance only, on top
+            of ``storage_options``. fsblob retries transfers itself, so a backend
+            uses this to turn its library's retries off where it can.
         etag: for stores whose ``info()`` lacks an ETag, a function
             ``(fs, path) -> str`` asking the store for it, so that a replaced
             object of the same size and second is still noticed.
@@ -52,6 +55,7 @@ class Store:
     get_options: Mapping[str, Any] = field(default_factory=dict)
     md5_etag: bool = False
     requirements: str = ""
+    engine_options: Mapping[str, Any] = field(default_factory=dict)
     etag: Callable[[Any, str], str] | None = None
 
     def uri(self, path: str) -> str:

@@ -36,3 +36,25 @@ def upload(class_path: str, config: dict[str, Any], path: str) -> str:
     from fsblob import BlobManagerFactory
 
     return BlobManagerFactory.create_blob_manager(class_path, config).upload(path)
+
+
+def download_with_file_limit(class_path: str, config: dict[str, Any], uri: str,
+                             local_dir: str, limit: int) -> tuple[str, str, list[str]]:
+    """Download with the kernel refusing writes past ``limit`` bytes per file.
+
+    Returns (exception type name, its message, what is left in ``local_dir``).
+    """
+    import resource
+    import signal
+
+    from fsblob import BlobManagerFactory
+
+    manager = BlobManagerFactory.create_blob_manager(class_path, config)
+    manager.fs  # noqa: B018  (open the filesystem before the limit: imports write caches)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    try:
+        manager.download(uri, local_dir)
+    except Exception as exc:
+        return type(exc).__name__, str(exc), sorted(os.listdir(local_dir))
+    return "", "no error", sorted(os.listdir(local_dir))

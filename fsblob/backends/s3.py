@@ -86,9 +86,13 @@ def store(config: Mapping[str, Any]) -> Store:
         options["client_kwargs"] = client
     if keys.mapping(config, "config", BACKEND):
         options["config_kwargs"] = keys.mapping(config, "config", BACKEND)
+    retries_given = "retries" in keys.mapping(config, "config", BACKEND)
     return Store(
         protocol="s3",
         root=f"{bucket}/{prefix}" if prefix else bucket,
         storage_options=options,
         md5_etag=True,
+        # fsblob retries; botocore's own retries stay off unless `config` sets them.
+        engine_options={} if retries_given else {
+            "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}},
     )

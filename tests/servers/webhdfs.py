@@ -213,13 +213,16 @@ class WebHdfsServer:
                   op: str | None = None) -> None:
         """Answer the next ``n`` requests (only those whose recorded op is ``op``,
         e.g. ``"OPEN"`` or ``"DN:OPEN"``, if given) with ``status`` and a
-        RemoteException of class ``exception``."""
+        RemoteException of class ``exception``. Replaces pending failures."""
         with self._lock:
+            self._faults = [f for f in self._faults if f[0] != "fail"]
             self._faults += [("fail", status, exception, op and op.upper())] * n
 
     def reset_next(self, n: int, *, op: str | None = None) -> None:
-        """Close the connection without any answer for the next ``n`` requests."""
+        """Close the connection without any answer for the next ``n`` requests.
+        Replaces pending resets."""
         with self._lock:
+            self._faults = [f for f in self._faults if f[0] != "reset"]
             self._faults += [("reset", 0, "", op and op.upper())] * n
 
     def kill_after(self, nbytes: int) -> None:

@@ -29,6 +29,7 @@ from fsblob.errors import (
     PathOutsideRootError,
     describe,
 )
+from fsblob.logs import hide_secrets
 from fsblob.retry import RetryPolicy, is_transient
 from fsblob.store import Store
 
@@ -163,6 +164,7 @@ class FsspecBlobManager(BlobManager):
                     f"open the {self._store.protocol!r} filesystem",
                     self._open_error,
                 )
+                hide_secrets(self._secrets)
             return self._fs
 
     # -- the contract -----------------------------------------------------------

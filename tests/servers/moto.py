@@ -25,18 +25,21 @@ def _answers(url: str) -> bool:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=2)
     try:
-        conn.request("GET", "/")
-        return conn.getresponse().status == 200
+        conn.request("GET", "/moto-api/")
+        return conn.getresponse().status < 500
     except OSError:
         return False
     finally:
         conn.close()
 
 
-def start_moto(port: int = 0, timeout: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
+def start_moto(port: int = 0, timeout: float = 30.0,
+               env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start moto's server on 127.0.0.1 and wait until it answers.
 
-    Returns the process and its URL.  The process is killed at interpreter exit
+    ``env`` adds environment variables (e.g. ``INITIAL_NO_AUTH_ACTION_COUNT=0``
+    to make moto check credentials). Returns the process and its URL.
+    The process is killed at interpreter exit
     (use ``stop_moto`` to end it earlier).
     """
     port = port or free_port()
@@ -46,6 +49,7 @@ def start_moto(port: int = 0, timeout: float = 30.0) -> tuple[subprocess.Popen[b
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
+        **(env or {}),
     }
     proc = subprocess.Popen(
         [sys.executable, "-c", _LAUNCHER, str(port)],
@@ -80,8 +84,8 @@ def stop_moto(proc: subprocess.Popen[bytes]) -> None:
 class MotoServer:
     """Context manager around a moto subprocess; ``.url`` is its endpoint."""
 
-    def __init__(self, port: int = 0) -> None:
-        self.proc, self.url = start_moto(port)
+    def __init__(self, port: int = 0, env: dict[str, str] | None = None) -> None:
+        self.proc, self.url = start_moto(port, env=env)
 
     def stop(self) -> None:
         """Stop the server."""

@@ -3,8 +3,9 @@
 The rules are lexical, so they run before any I/O:
 
 * no empty path, no NUL or control characters;
-* no ``.`` or ``..`` segment, also when percent-encoded (``%2e%2e``), since some
-  layer between fsblob and the bytes (an HTTP gateway, a proxy) may decode it;
+* no ``.`` or ``..`` segment and no encoded ``/``, also when percent-encoded
+  (once or more: ``%2e%2e``, ``%252e``), since a layer between fsblob and the
+  bytes (an HTTP gateway, a proxy) may decode it;
 * no segment longer than 255 bytes, no path longer than 4096 bytes;
 * the result lies strictly *below* the root, compared segment by segment, so a
   sibling such as ``<root>2/x`` is outside.
@@ -35,14 +36,25 @@ def check_segments(path: str, *, what: str) -> list[str]:
         raise InvalidPathError(f"{what} is longer than {MAX_PATH_BYTES} bytes")
     segments = [s for s in path.split("/") if s]
     for segment in segments:
-        if unquote(segment) in (".", ".."):
+        decoded = _decoded(segment)
+        if decoded in (".", "..") or "/" in decoded:
             raise InvalidPathError(
                 f"{what} {path!r} contains a {segment!r} segment; "
-                "give the path without '.' or '..'"
+                "give the path without '.', '..' or an encoded '/'"
             )
         if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
             raise InvalidPathError(f"{what} has a name longer than {MAX_SEGMENT_BYTES} bytes")
     return segments
+
+
+def _decoded(segment: str) -> str:
+    """A segment percent-decoded until it no longer changes (``%252e`` -> ``.``)."""
+    for _ in range(4):
+        decoded = unquote(segment)
+        if decoded == segment:
+            break
+        segment = decoded
+    return segment
 
 
 def join_under(root: str, relative: str, *, what: str) -> str:

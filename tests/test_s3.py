@@ -1,0 +1,83 @@
+"""S3 specifics, on moto's server: large files, pandas, credentials, buckets, legacy keys."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import fsspec
+import pandas as pd
+import pytest
+
+from fsblob import BlobNotFoundError, BlobTransferError, S3BlobManager
+from tests.conftest import S3_BUCKET, Case
+from tests.servers.moto import MotoServer
+from tests.test_contract import _file
+
+MiB = 2**20
+
+
+@pytest.fixture(scope="module")
+def strict_moto() -> Iterator[MotoServer]:
+    """A moto server that checks credentials (none are known to it)."""
+    with MotoServer(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as server:
+        yield server
+
+
+def test_multipart_size_file_round_trip(s3_case: Case, tmp_path: Path) -> None:
+    manager = s3_case.make()
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as f:
+        for i in range(72):  # 72 MiB: past s3fs's and boto3's multipart thresholds
+            f.write(os.urandom(MiB) if i % 24 == 0 else bytes([i]) * MiB)
+    uri = manager.upload(src)
+    assert uri == f"s3://{S3_BUCKET}/{s3_case.config['root_directory']}/big.bin"
+    assert manager.fs.info(uri)["size"] == 72 * MiB
+    path = manager.download(uri, tmp_path / "out")
+    assert Path(path).read_bytes() == src.read_bytes()
+
+
+def test_pandas_writes_and_fsblob_reads_and_back(s3_case: Case, tmp_path: Path) -> None:
+    manager = s3_case.make()
+    frame = pd.DataFrame({"a": range(50), "b": [f"v{i}" for i in range(50)]})
+    target = f"{manager.root_url}/from-pandas.parquet"
+    frame.to_parquet(target, storage_options=manager.storage_options)
+    local = manager.download("from-pandas.parquet", tmp_path)
+    pd.testing.assert_frame_equal(pd.read_parquet(local), frame)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    uri = manager.upload(tmp_path / "t.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(uri, storage_options=manager.storage_options), frame)
+
+
+def test_legacy_bare_key_downloads_relative_to_the_root(s3_case: Case, tmp_path: Path) -> None:
+    manager = s3_case.make()
+    manager.upload(_file(tmp_path / "legacy.zip", 4000))
+    path = manager.download("legacy.zip", tmp_path / "out")  # what AIFlow's S3 upload returned
+    assert Path(path).read_bytes() == (tmp_path / "legacy.zip").read_bytes()
+
+
+def test_missing_bucket_is_a_clear_error(s3_case: Case, tmp_path: Path) -> None:
+    manager = S3BlobManager({**s3_case.config, "bucket_name": "no-such-bucket"})
+    with pytest.raises(BlobNotFoundError) as info:
+        manager.upload(_file(tmp_path / "a.bin"))
+    assert "no-such-bucket" in str(info.value) and "bucket" in str(info.value).lower()
+
+
+def test_wrong_credentials_are_a_clear_error(strict_moto: MotoServer, tmp_path: Path) -> None:
+    manager = S3BlobManager({"bucket_name": "any", "endpoint_url": strict_moto.url,
+                             "access_key_id": "UNKNOWNKEY01", "secret_access_key": "unknown-secret-1"})
+    with pytest.raises(BlobTransferError) as info:
+        manager.upload(_file(tmp_path / "a.bin"))
+    message = str(info.value)
+    assert "access denied" in message and "check the credentials" in message
+    assert "Access Key Id" in message
+    assert "unknown-secret-1" not in message and "UNKNOWNKEY01" not in message
+
+
+def test_fsspec_open_uses_the_same_options(s3_case: Case, tmp_path: Path) -> None:
+    manager = s3_case.make()
+    uri = manager.upload(_file(tmp_path / "x.bin", 123_456))
+    with fsspec.open(uri, "rb", **manager.storage_options) as f:
+        f.seek(100_000)
+        assert f.read(10) == (tmp_path / "x.bin").read_bytes()[100_000:100_010]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import glob
 import hashlib
 import json
 import logging
@@ -30,7 +31,7 @@ from fsblob.errors import (
     describe,
 )
 from fsblob.logs import hide_secrets
-from fsblob.retry import RetryPolicy, is_transient
+from fsblob.retry import RetryPolicy, is_not_found, is_transient
 from fsblob.store import Store
 
 log = logging.getLogger("fsblob")
@@ -420,7 +421,7 @@ class FsspecBlobManager(BlobManager):
         tmp = local_copy.temp_sibling(dest, directory=files is not None)
         try:
             if files is None:
-                self.fs.get_file(path, str(tmp), callback=callback, **self._store.get_options)
+                self._get([path], [tmp], callback)
                 self._verify(tmp, info)
             else:
                 relative = {p: paths.require_under(path, p, what="a listed file", where=path)[len(path):].lstrip("/")
@@ -428,8 +429,7 @@ class FsspecBlobManager(BlobManager):
                 targets = [tmp.joinpath(*relative[p].split("/")) for p in files]
                 for target in targets:
                     target.parent.mkdir(parents=True, exist_ok=True)
-                self.fs.get(list(files), [str(t) for t in targets], callback=callback,
-                            **self._store.get_options)
+                self._get(list(files), targets, callback)
                 for p, target in zip(files, targets):
                     self._verify(target, files[p])
             self._copies.forget(dest)
@@ -437,6 +437,19 @@ class FsspecBlobManager(BlobManager):
             self._copies.record(dest, version)
         finally:
             local_copy.remove(tmp)
+            for stray in tmp.parent.glob(glob.escape(tmp.name) + "?*"):
+                local_copy.remove(stray)  # a client's own temporaries, e.g. oss2's resumable download
+
+    def _get(self, rpaths: list[str], lpaths: list[Path], callback: Callback) -> None:
+        """Fetch remote files to local paths, with the store's own reader if it has one."""
+        if self._store.get_file is None:
+            self.fs.get(rpaths, [str(p) for p in lpaths], callback=callback, **self._store.get_options)
+            return
+        callback.set_size(len(rpaths))
+        for rpath, lpath in zip(rpaths, lpaths):
+            with callback.branched(rpath, str(lpath)) as child:
+                self._store.get_file(self.fs, rpath, str(lpath), child)
+            callback.relative_update(1)
 
     def _verify(self, local: Path, info: Mapping[str, Any]) -> None:
         size = local.stat().st_size
@@ -493,8 +506,10 @@ class FsspecBlobManager(BlobManager):
         self.fs.invalidate_cache(path)
         try:
             self.fs.info(path)
-        except FileNotFoundError:
-            return False
+        except Exception as exc:
+            if is_not_found(exc):
+                return False
+            raise
         return True
 
     def _remote_temp(self, dest: str) -> str:
@@ -529,7 +544,7 @@ class FsspecBlobManager(BlobManager):
         detail = describe(exc, self._secrets)
         log.debug("%s: %s", what, detail)
         tries = f" after {attempts} attempts" if attempts > 1 else ""
-        if isinstance(exc, FileNotFoundError):
+        if is_not_found(exc):
             return BlobNotFoundError(f"{self._name}: cannot {what}: not found ({detail})")
         if isinstance(exc, ImportError):
             extra = _EXTRAS.get(self._store.protocol)

@@ -102,6 +102,12 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def is_not_found(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says "no such object/bucket" (HTTP 404)."""
+    return any(isinstance(link, FileNotFoundError) or _http_status(link) == 404
+               for link in _chain(exc))
+
+
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     link: BaseException | None = exc

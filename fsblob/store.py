@@ -41,6 +41,8 @@ class Store:
         engine_options: options for fsblob's own filesystem instance only, on top
             of ``storage_options``. fsblob retries transfers itself, so a backend
             uses this to turn its library's retries off where it can.
+        get_file: a replacement for the filesystem's ``get_file(rpath, lpath,
+            callback)``, for a client whose own read path is unsafe.
         etag: for stores whose ``info()`` lacks an ETag, a function
             ``(fs, path) -> str`` asking the store for it, so that a replaced
             object of the same size and second is still noticed.
@@ -56,6 +58,7 @@ class Store:
     md5_etag: bool = False
     requirements: str = ""
     engine_options: Mapping[str, Any] = field(default_factory=dict)
+    get_file: Callable[[Any, str, str, Any], None] | None = None
     etag: Callable[[Any, str], str] | None = None
 
     def uri(self, path: str) -> str:

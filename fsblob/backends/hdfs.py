@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
+
+from fsspec.callbacks import Callback
 
 from fsblob import paths
 from fsblob.backends import keys
@@ -27,6 +29,7 @@ from fsblob.errors import BlobConfigError
 from fsblob.store import Store
 
 BACKEND = "hdfs"
+CHUNK = 2**20
 KEYS = ("hdfs_url", "hdfs_user", "root_directory")
 
 LIBHDFS_REQUIREMENTS = (
@@ -84,4 +87,44 @@ def store(config: Mapping[str, Any]) -> Store:
         storage_options=options,
         url_prefix=f"{protocol}://{parts.hostname}:{port}",
         requirements=LIBHDFS_REQUIREMENTS if protocol == "hdfs" else "",
+        get_file=_webhdfs_get_file if protocol == "webhdfs" else None,
     )
+
+
+def _webhdfs_get_file(fs: Any, rpath: str, lpath: str, callback: Callback) -> None:
+    """Stream one WebHDFS OPEN into ``lpath``, checking the status of both legs.
+
+    fsspec's own reader (``WebHDFile._fetch_range``) returns a failed datanode
+    answer's JSON as if it were file bytes, and the ranged reads around it keep
+    the total size right: a corrupt copy that no size check can see.
+    """
+    url = fs._apply_proxy(fs.url + quote(fs._strip_protocol(rpath), safe="/="))
+    response = fs.session.get(url, params={**fs.pars, "op": "OPEN"}, allow_redirects=False,
+                              stream=True)
+    if response.status_code in (301, 302, 303, 307, 308):
+        response.close()
+        response = fs.session.get(fs._apply_proxy(response.headers["Location"]), stream=True)
+    with response:
+        _raise_for_webhdfs(response, rpath)
+        length = response.headers.get("Content-Length")
+        callback.set_size(int(length) if length else None)
+        with open(lpath, "wb") as f:
+            for chunk in response.iter_content(CHUNK):
+                f.write(chunk)
+                callback.relative_update(len(chunk))
+
+
+def _raise_for_webhdfs(response: Any, rpath: str) -> None:
+    """Raise what fsspec's WebHDFS raises for an error answer (RemoteException JSON)."""
+    if response.status_code < 400:
+        return
+    try:
+        error = response.json()["RemoteException"]
+        kind, message = error["exception"], error.get("message", "")
+    except (ValueError, KeyError, TypeError):
+        response.raise_for_status()
+    if kind == "FileNotFoundException":
+        raise FileNotFoundError(f"{rpath}: {message}")
+    if kind in ("AccessControlException", "SecurityException"):
+        raise PermissionError(f"{rpath}: {message}")
+    response.raise_for_status()

@@ -347,15 +347,16 @@ class FsspecBlobManager(BlobManager):
             fs = self.fs
             if self._store.atomic_put:
                 fs.put_file(str(src), dest, callback=callback, **put)
-            else:
-                tmp = self._remote_temp(dest)
-                try:
-                    fs.makedirs(self._store.root, exist_ok=True)
-                    fs.put_file(str(src), tmp, callback=callback, **put)
-                    self._rename(tmp, dest)
-                finally:
-                    self._discard(tmp)
-            self._check_size(dest, size)
+                self._check_size(dest, size)
+                return
+            tmp = self._remote_temp(dest)
+            try:
+                fs.makedirs(self._store.root, exist_ok=True)
+                fs.put_file(str(src), tmp, callback=callback, **put)
+                self._check_size(tmp, size)
+                self._rename(tmp, dest)
+            finally:
+                self._discard(tmp)
 
         self._call(f"upload {src} to {uri}", attempt)
 
@@ -493,7 +494,10 @@ class FsspecBlobManager(BlobManager):
     def _rename(self, tmp: str, dest: str) -> None:
         """Move an uploaded temporary into place; notice a rename that did nothing."""
         if self._store.protocol not in ("file", "local") and self._exists(dest):
-            self.fs.rm(dest, recursive=True)  # HDFS renames never overwrite
+            try:
+                self.fs.rm(dest, recursive=True)  # HDFS renames never overwrite
+            except FileNotFoundError:
+                pass  # another uploader removed it first
         self.fs.mv(tmp, dest)
         if self._exists(tmp):
             raise _Mismatch(

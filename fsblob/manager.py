@@ -41,6 +41,9 @@ T = TypeVar("T")
 #: Keys every backend accepts, read by the engine itself.
 ENGINE_KEYS = ("retries", "retry_deadline", "cache_directory")
 
+#: Files of a directory up to this size are uploaded together, in one call.
+BATCH_FILE_SIZE = 8 * 2**20
+
 #: Which extra installs the client library of a protocol.
 _EXTRAS = {"s3": "s3", "s3a": "s3", "oss": "oss", "hdfs": "hdfs", "arrow_hdfs": "hdfs"}
 
@@ -341,18 +344,17 @@ class FsspecBlobManager(BlobManager):
     def _upload_file(self, src: Path, dest: str, callback: Callback) -> None:
         size = src.stat().st_size
         uri = self._store.uri(dest)
-        put = self._store.put_options
 
         def attempt() -> None:
             fs = self.fs
             if self._store.atomic_put:
-                fs.put_file(str(src), dest, callback=callback, **put)
+                self._put(src, dest, callback)
                 self._check_size(dest, size)
                 return
             tmp = self._remote_temp(dest)
             try:
                 fs.makedirs(self._store.root, exist_ok=True)
-                fs.put_file(str(src), tmp, callback=callback, **put)
+                self._put(src, tmp, callback)
                 self._check_size(tmp, size)
                 self._rename(tmp, dest)
             finally:
@@ -378,7 +380,12 @@ class FsspecBlobManager(BlobManager):
             if not self._store.atomic_put:
                 for parent in sorted({posixpath.dirname(r) for r in rpaths}):
                     self.fs.makedirs(parent, exist_ok=True)
-            self.fs.put([str(f) for f in files], rpaths, callback=callback, **self._store.put_options)
+            small = [(str(f), r) for f, r in zip(files, rpaths) if f.stat().st_size <= BATCH_FILE_SIZE]
+            if small:  # in one call: asynchronous filesystems send them concurrently
+                self.fs.put([f for f, _ in small], [r for _, r in small], callback=callback)
+            for f, r in zip(files, rpaths):
+                if f.stat().st_size > BATCH_FILE_SIZE:
+                    self._put(f, r, callback)
             self._check_tree(target, sizes)
 
         def attempt() -> None:
@@ -440,6 +447,13 @@ class FsspecBlobManager(BlobManager):
             local_copy.remove(tmp)
             for stray in tmp.parent.glob(glob.escape(tmp.name) + "?*"):
                 local_copy.remove(stray)  # a client's own temporaries, e.g. oss2's resumable download
+
+    def _put(self, src: Path, rpath: str, callback: Callback) -> None:
+        """Upload one file, with the store's own writer if it has one."""
+        if self._store.put_file is None:
+            self.fs.put_file(str(src), rpath, callback=callback)
+        else:
+            self._store.put_file(self.fs, str(src), rpath, callback)
 
     def _get(self, rpaths: list[str], lpaths: list[Path], callback: Callback) -> None:
         """Fetch remote files to local paths, with the store's own reader if it has one."""

@@ -32,7 +32,6 @@ class Store:
             ``"webhdfs://host:port"`` keeps the server in the URI.
         legacy_prefixes: URI prefixes of legacy blob managers, each mapped to the
             filesystem path it stands for; ``download`` accepts such URIs.
-        put_options: extra keyword arguments for the filesystem's ``put_file``.
         get_options: extra keyword arguments for the filesystem's ``get_file``.
         md5_etag: the store's ETag of a single-part object is the MD5 of its
             bytes, so downloads can be verified against it.
@@ -41,8 +40,12 @@ class Store:
         engine_options: options for fsblob's own filesystem instance only, on top
             of ``storage_options``. fsblob retries transfers itself, so a backend
             uses this to turn its library's retries off where it can.
-        get_file: a replacement for the filesystem's ``get_file(rpath, lpath,
-            callback)``, for a client whose own read path is unsafe.
+        put_file: a replacement for the filesystem's ``put_file``, called as
+            ``put_file(fs, lpath, rpath, callback)``, where the client's own is slow
+            or memory-hungry.
+        get_file: a replacement for the filesystem's ``get_file``, called as
+            ``get_file(fs, rpath, lpath, callback)``, where the client's own read
+            path is unsafe.
         etag: for stores whose ``info()`` lacks an ETag, a function
             ``(fs, path) -> str`` asking the store for it, so that a replaced
             object of the same size and second is still noticed.
@@ -53,11 +56,11 @@ class Store:
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     url_prefix: str | None = None
     legacy_prefixes: Mapping[str, str] = field(default_factory=dict)
-    put_options: Mapping[str, Any] = field(default_factory=dict)
     get_options: Mapping[str, Any] = field(default_factory=dict)
     md5_etag: bool = False
     requirements: str = ""
     engine_options: Mapping[str, Any] = field(default_factory=dict)
+    put_file: Callable[[Any, str, str, Any], None] | None = None
     get_file: Callable[[Any, str, str, Any], None] | None = None
     etag: Callable[[Any, str], str] | None = None
 

@@ -81,3 +81,29 @@ def test_fsspec_open_uses_the_same_options(s3_case: Case, tmp_path: Path) -> Non
     with fsspec.open(uri, "rb", **manager.storage_options) as f:
         f.seek(100_000)
         assert f.read(10) == (tmp_path / "x.bin").read_bytes()[100_000:100_010]
+
+
+def test_large_uploads_go_multipart_streamed_and_abort_on_failure(s3_case: Case, tmp_path: Path) -> None:
+    """The multipart path (S3 needs it past 5 GiB), with a small limit to reach it here."""
+    from fsspec.callbacks import NoOpCallback
+
+    from fsblob.backends import s3_upload
+
+    manager = s3_case.make()
+    proxy = s3_case.server
+    src = tmp_path / "parts.bin"
+    src.write_bytes(os.urandom(3 * MiB) + bytes(20 * MiB))
+    rpath = f"{S3_BUCKET}/{s3_case.config['root_directory']}/parts.bin"
+    s3_upload.put_file(manager.fs, str(src), rpath, NoOpCallback(),
+                       single_put_limit=8 * MiB, part_size=5 * MiB)
+    assert proxy.count("PUT", "partNumber=") == 5
+    assert manager.fs.cat_file(rpath) == src.read_bytes()
+
+    proxy.reset_stats()
+    proxy.kill_after(12 * MiB)
+    with pytest.raises(Exception):
+        s3_upload.put_file(manager.fs, str(src), rpath + ".2", NoOpCallback(),
+                           single_put_limit=8 * MiB, part_size=5 * MiB)
+    proxy.start()
+    assert not manager.fs.exists(rpath + ".2")
+    assert manager.fs.cat_file(rpath) == src.read_bytes(), "the stored object was damaged"

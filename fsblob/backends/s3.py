@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fsblob import paths
-from fsblob.backends import keys
+from fsblob.backends import keys, s3_upload
 from fsblob.errors import BlobConfigError
 from fsblob.store import Store
 
@@ -92,6 +92,8 @@ def store(config: Mapping[str, Any]) -> Store:
         root=f"{bucket}/{prefix}" if prefix else bucket,
         storage_options=options,
         md5_etag=True,
+        put_file=s3_upload.put_file,
+        get_options={"max_concurrency": 1},  # one streamed GET: fastest, and constant memory
         # fsblob retries; botocore's own retries stay off unless `config` sets them.
         engine_options={} if retries_given else {
             "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import copy
 import glob
 import hashlib
 import json
@@ -155,7 +156,7 @@ class FsspecBlobManager(BlobManager):
     def storage_options(self) -> dict[str, Any]:
         """What ``fsspec.open(uri, **storage_options)`` and pandas' ``storage_options``
         need to open the URIs this manager returns. Holds credentials: don't log it."""
-        return json.loads(json.dumps(dict(self._store.storage_options), default=str))
+        return copy.deepcopy(dict(self._store.storage_options))
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
@@ -372,26 +373,35 @@ class FsspecBlobManager(BlobManager):
         relative = [p.relative_to(src).as_posix() for p in files]
         for rel in relative:
             paths.check_segments(rel, what=f"file {rel!r} in {src}")
-        sizes = {rel: p.stat().st_size for rel, p in zip(relative, files)}
+        sizes = {rel: p.stat().st_size for rel, p in zip(relative, files)}  # as uploaded
         uri = self._store.uri(dest)
 
-        def put_tree(target: str) -> None:
-            rpaths = [f"{target}/{rel}" for rel in relative]
+        def put_tree(target: str) -> list[str]:
+            """Upload every file below ``target``; return what else is stored there."""
+            rpaths = {rel: f"{target}/{rel}" for rel in relative}
             if not self._store.atomic_put:
-                for parent in sorted({posixpath.dirname(r) for r in rpaths}):
+                for parent in sorted({posixpath.dirname(r) for r in rpaths.values()}):
                     self.fs.makedirs(parent, exist_ok=True)
-            small = [(str(f), r) for f, r in zip(files, rpaths) if f.stat().st_size <= BATCH_FILE_SIZE]
+            small = [rel for rel in relative if sizes[rel] <= BATCH_FILE_SIZE]
             if small:  # in one call: asynchronous filesystems send them concurrently
-                self.fs.put([f for f, _ in small], [r for _, r in small], callback=callback)
-            for f, r in zip(files, rpaths):
-                if f.stat().st_size > BATCH_FILE_SIZE:
-                    self._put(f, r, callback)
-            self._check_tree(target, sizes)
+                self.fs.put([str(src / rel) for rel in small], [rpaths[rel] for rel in small],
+                            callback=callback)
+            for rel in relative:
+                if sizes[rel] > BATCH_FILE_SIZE:
+                    self._put(src / rel, rpaths[rel], callback)
+            stored = {posixpath.relpath(p, target): i.get("size")
+                      for p, i in self._tree(target, detail=True).items()}
+            missing = [rel for rel, size in sizes.items() if stored.get(rel) != size]
+            if missing:
+                raise _Mismatch(
+                    f"{self._name}: after upload {len(missing)} file(s) under "
+                    f"{self._store.uri(target)} are missing or incomplete, e.g. {missing[0]!r}"
+                )
+            return [f"{target}/{rel}" for rel in stored if rel not in sizes]
 
         def attempt() -> None:
             if self._store.atomic_put:
-                put_tree(dest)
-                stale = [p for p in self._tree(dest) if posixpath.relpath(p, dest) not in sizes]
+                stale = put_tree(dest)
                 if stale:
                     self.fs.rm(stale)
                 return
@@ -401,7 +411,8 @@ class FsspecBlobManager(BlobManager):
                 if self._exists(dest):
                     fs.mv(dest, aside, recursive=True)
                 fs.mv(tmp, dest, recursive=True)
-                self._check_tree(dest, sizes)
+                if self._exists(tmp):
+                    raise _Mismatch(f"{self._name}: the store did not rename {self._store.uri(tmp)}")
             finally:
                 self._discard(tmp)
                 self._discard(aside)
@@ -488,15 +499,6 @@ class FsspecBlobManager(BlobManager):
         if stored != size:
             raise _Mismatch(
                 f"{self._name}: {self._store.uri(path)} holds {stored} bytes after upload, expected {size}"
-            )
-
-    def _check_tree(self, target: str, sizes: Mapping[str, int]) -> None:
-        stored = {posixpath.relpath(p, target): i.get("size") for p, i in self._tree(target, detail=True).items()}
-        missing = [rel for rel, size in sizes.items() if stored.get(rel) != size]
-        if missing:
-            raise _Mismatch(
-                f"{self._name}: after upload {len(missing)} file(s) under {self._store.uri(target)} "
-                f"are missing or incomplete, e.g. {missing[0]!r}"
             )
 
     def _tree(self, path: str, detail: bool = False) -> Any:

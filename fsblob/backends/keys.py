@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fsblob import paths
 from fsblob.errors import BlobConfigError
+
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{0,254}$")
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -65,3 +69,32 @@ def mapping(config: Mapping[str, Any], key: str, backend: str) -> dict[str, Any]
             f"not {type(value).__name__}"
         )
     return dict(value)
+
+
+def bucket_root(config: Mapping[str, Any], bucket_key: str, backend: str) -> str:
+    """``<bucket>/<root_directory>`` (or ``<bucket>``), from a bucket key and the
+    optional ``root_directory`` key prefix."""
+    bucket = text(config, bucket_key, backend, required="set it to the bucket to store in")
+    if not _BUCKET.match(bucket):
+        raise BlobConfigError(
+            f"{backend}: {bucket_key} {bucket!r} is not a bucket name; give the bare name "
+            "(no scheme and no '/'), and put a directory in root_directory"
+        )
+    prefix = (text(config, "root_directory", backend) or "").strip("/")
+    if prefix:
+        paths.check_segments(prefix, what=f"{backend}: root_directory")
+    return f"{bucket}/{prefix}" if prefix else bucket
+
+
+def pair(config: Mapping[str, Any], first: str, second: str, backend: str,
+         *, otherwise: str) -> tuple[str | None, str | None]:
+    """Two keys that go together (an access key id and its secret); ``otherwise``
+    says what giving neither means."""
+    one, two = text(config, first, backend), text(config, second, backend)
+    if bool(one) != bool(two):
+        missing = second if one else first
+        raise BlobConfigError(
+            f"{backend}: blob_manager_config key {missing!r} is missing; give {first} "
+            f"and {second} together, or neither {otherwise}"
+        )
+    return one, two

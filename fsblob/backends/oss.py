@@ -19,9 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fsblob import paths
 from fsblob.backends import keys
-from fsblob.errors import BlobConfigError
 from fsblob.store import Store
 
 BACKEND = "oss"
@@ -33,30 +31,17 @@ def store(config: Mapping[str, Any]) -> Store:
     keys.check_keys(config, KEYS, BACKEND)
     endpoint = keys.text(config, "endpoint", BACKEND,
                          required="set it to the OSS endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com")
-    bucket = keys.text(config, "bucket", BACKEND, required="set it to the OSS bucket to store in")
-    if "/" in bucket or "." in bucket:
-        raise BlobConfigError(
-            f"{BACKEND}: bucket {bucket!r} is not a bucket name; give the bare name, "
-            "and put a directory in root_directory"
-        )
-    prefix = (keys.text(config, "root_directory", BACKEND) or "").strip("/")
-    if prefix:
-        paths.check_segments(prefix, what="oss: root_directory")
-    key_id = keys.text(config, "access_key_id", BACKEND)
-    secret = keys.text(config, "access_key_secret", BACKEND)
-    if bool(key_id) != bool(secret):
-        missing = "access_key_secret" if key_id else "access_key_id"
-        raise BlobConfigError(
-            f"{BACKEND}: blob_manager_config key {missing!r} is missing; give access_key_id "
-            "and access_key_secret together"
-        )
+    root = keys.bucket_root(config, "bucket", BACKEND)
+    key_id, secret = keys.pair(config, "access_key_id", "access_key_secret", BACKEND,
+                               otherwise="for anonymous access")
     options: dict[str, Any] = {"endpoint": endpoint}
     if key_id:
         options.update(key=key_id, secret=secret)
     host = endpoint.split("://", 1)[-1].rstrip("/")
+    bucket = root.split("/", 1)[0]
     return Store(
         protocol="oss",
-        root=f"{bucket}/{prefix}" if prefix else bucket,
+        root=root,
         storage_options=options,
         legacy_prefixes={f"{bucket}.{host}": bucket},
         etag=_etag,

@@ -22,11 +22,9 @@ Keys left out fall back to the usual AWS credential chain (environment, profile)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from fsblob import paths
 from fsblob.backends import keys, s3_upload
 from fsblob.errors import BlobConfigError
 from fsblob.store import Store
@@ -35,7 +33,6 @@ BACKEND = "s3"
 KEYS = ("service_name", "region_name", "api_version", "use_ssl", "verify", "endpoint_url",
         "access_key_id", "secret_access_key", "session_token", "config", "bucket_name",
         "root_directory")
-_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{0,254}$")
 
 
 def store(config: Mapping[str, Any]) -> Store:
@@ -47,23 +44,9 @@ def store(config: Mapping[str, Any]) -> Store:
             f"{BACKEND}: service_name {service!r} is not supported; S3BlobManager stores "
             "in S3, so set service_name: s3 or leave it out"
         )
-    bucket = keys.text(config, "bucket_name", BACKEND, required="set it to the S3 bucket to store in")
-    if not _BUCKET.match(bucket):
-        raise BlobConfigError(
-            f"{BACKEND}: bucket_name {bucket!r} is not a bucket name; give the bare name "
-            "(no 's3://' and no '/'), and put a key prefix in root_directory"
-        )
-    prefix = (keys.text(config, "root_directory", BACKEND) or "").strip("/")
-    if prefix:
-        paths.check_segments(prefix, what="s3: root_directory")
-    key_id = keys.text(config, "access_key_id", BACKEND)
-    secret = keys.text(config, "secret_access_key", BACKEND)
-    if bool(key_id) != bool(secret):
-        missing = "secret_access_key" if key_id else "access_key_id"
-        raise BlobConfigError(
-            f"{BACKEND}: blob_manager_config key {missing!r} is missing; give access_key_id "
-            "and secret_access_key together, or neither to use the AWS credential chain"
-        )
+    root = keys.bucket_root(config, "bucket_name", BACKEND)
+    key_id, secret = keys.pair(config, "access_key_id", "secret_access_key", BACKEND,
+                               otherwise="to use the AWS credential chain")
     client: dict[str, Any] = {}
     for key in ("region_name", "api_version"):
         if keys.text(config, key, BACKEND):
@@ -89,7 +72,7 @@ def store(config: Mapping[str, Any]) -> Store:
     retries_given = "retries" in keys.mapping(config, "config", BACKEND)
     return Store(
         protocol="s3",
-        root=f"{bucket}/{prefix}" if prefix else bucket,
+        root=root,
         storage_options=options,
         md5_etag=True,
         put_file=s3_upload.put_file,

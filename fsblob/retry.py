@@ -33,7 +33,8 @@ TRANSIENT_TYPES = frozenset(
      "ConnectTimeoutError", "ResponseStreamingError", "ClientConnectionError",
      "ClientPayloadError", "ServerDisconnectedError", "ServerTimeoutError",
      "ProtocolError", "ChunkedEncodingError", "IncompleteRead", "RemoteDisconnected",
-     "RequestError", "ReadTimeout", "ConnectTimeout"}
+     "RequestError", "ReadTimeout", "ConnectTimeout",
+     "FlexibleChecksumError", "InconsistentError"}  # bytes damaged in transit
 )
 PERMANENT_TYPES = (FileNotFoundError, PermissionError, IsADirectoryError,
                    NotADirectoryError, FileExistsError, ValueError, TypeError)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 #: Protocols whose single-object writes are atomic (an object appears whole or not
 #: at all), so fsblob writes there directly. Elsewhere it writes a temporary
@@ -76,7 +77,8 @@ class Store:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The values in ``storage_options`` that must never be shown."""
+        """The values in ``storage_options`` that must never be shown: those of
+        keys naming a secret, key, token or password, and passwords inside URLs."""
         return tuple(_secret_values(self.storage_options))
 
     def __repr__(self) -> str:
@@ -90,4 +92,7 @@ def _secret_values(options: Any, key: str = "") -> list[str]:
         return [v for value in options for v in _secret_values(value, key)]
     if isinstance(options, str) and _SECRET_KEY.search(key):
         return [options]
+    if isinstance(options, str) and "@" in options and "://" in options:
+        password = urlsplit(options).password  # a URL with credentials in it
+        return [password] if password else []
     return []

@@ -98,6 +98,30 @@ def test_transient_errors_beyond_the_budget_fail_clearly(served: Case, tmp_path:
     assert not (tmp_path / "out" / "r.bin").exists()
 
 
+@pytest.mark.parametrize("backend, extra", [
+    ("s3", {}),  # botocore checks the CRC32 stored with the object
+    ("s3", {"config": {"response_checksum_validation": "when_required"}}),  # fsblob's MD5 check
+    ("oss", {}),  # oss2 checks the CRC64
+])
+def test_bytes_corrupted_in_transit_are_detected_and_fetched_again(
+    backend: str, extra: dict, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Same size, one byte flipped on the way: caught, fetched again, never delivered."""
+    case: Case = request.getfixturevalue(f"{backend}_case")
+    manager = case.make(**extra)
+    src = _file(tmp_path / "c.bin", 500_000)
+    uri = manager.upload(src)
+    case.server.corrupt_next(1)
+    path = manager.download(uri, tmp_path / "out")
+    assert Path(path).read_bytes() == src.read_bytes()
+    assert case.reads() == 2, "the corrupt copy was not fetched again"
+    case.server.corrupt_next(1000)
+    with pytest.raises(BlobTransferError, match="MD5|checksum|CRC|[Ii]nconsistent"):
+        manager.download(uri, tmp_path / "out2")
+    case.server.corrupt_next(0)
+    assert not (tmp_path / "out2" / "c.bin").exists()
+
+
 def test_not_found_is_not_retried(served: Case, tmp_path: Path) -> None:
     manager = served.make(retries=4, retry_deadline=30)
     before = len(served.server.requests)
@@ -167,7 +191,10 @@ def test_destination_disk_full_leaves_nothing(backend: str, request: pytest.Fixt
     src = _file(tmp_path / "big.bin", 3 * MiB)
     uri = manager.upload(src)
     out = tmp_path / "out"
-    out.mkdir()
+    small = _file(tmp_path / "v1" / "big.bin", 100_000, seed=7)  # an earlier, small version
+    manager.upload(small)
+    manager.download(uri, out)
+    manager.upload(src)
     (out / "keep.txt").write_text("the user's own file")
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
@@ -176,7 +203,8 @@ def test_destination_disk_full_leaves_nothing(backend: str, request: pytest.Fixt
                                        str(out), MiB))
     assert error == "BlobTransferError", message
     assert "big.bin" in message and "File too large" in message
-    assert left == ["keep.txt"], "a partial file or temporary was left behind"
+    assert left == ["big.bin", "keep.txt"], "a partial file or temporary was left behind"
+    assert (out / "big.bin").read_bytes() == small.read_bytes(), "the earlier copy was damaged"
     assert (out / "keep.txt").read_text() == "the user's own file"
     assert _stored(manager, uri) == src.read_bytes()
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import fsspec
+from fsspec.implementations.memory import MemoryFileSystem
+
 import pytest
 
 from fsblob import BlobError, FsspecBlobManager, OssBlobManager, S3BlobManager
@@ -64,3 +67,30 @@ def test_secrets_stay_out_of_reprs_logs_and_errors(
             assert secret not in text
     if backend == "s3":
         assert any("***" in r for r in records), "botocore logs credentials: they must show redacted"
+
+
+class CarelessFileSystem(MemoryFileSystem):
+    """A filesystem whose errors echo its credentials, as careless clients' do."""
+
+    protocol = "careless"
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        return super()._strip_protocol(path.removeprefix("careless://"))
+
+    def info(self, path: str, **kwargs: object) -> dict:
+        raise PermissionError(f"token {self.storage_options['token']} refused for {path}")
+
+
+def test_library_errors_that_echo_secrets_are_redacted(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    fsspec.register_implementation("careless", CarelessFileSystem, clobber=True)
+    caplog.set_level(logging.DEBUG)
+    manager = FsspecBlobManager({"root_directory": "careless://root",
+                                 "storage_options": {"token": TOKEN}})
+    for call in (lambda: manager.download("a.bin", tmp_path), lambda: manager.exists("a.bin")):
+        with pytest.raises(BlobError) as info:
+            call()
+        assert "refused for /root/a.bin" in str(info.value)
+        assert TOKEN not in str(info.value) and "***" in str(info.value)
+    assert all(TOKEN not in r.getMessage() for r in caplog.records)

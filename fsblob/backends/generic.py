@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 from fsspec.core import split_protocol
@@ -53,9 +54,11 @@ def store(config: Mapping[str, Any]) -> Store:
         root = os.path.abspath(os.path.expanduser(root))
     url_options = fs_class._get_kwargs_from_urls(root) if in_url else {}
     url_prefix = None
-    if url_options and in_url:
-        netloc = root.split("://", 1)[1].split("/", 1)[0]
-        url_prefix = f"{protocol}://{netloc}"
+    if url_options and in_url:  # the server is in the URL: keep it (without a password)
+        parts = urlsplit(root)
+        user = f"{parts.username}@" if parts.username else ""
+        port = f":{parts.port}" if parts.port else ""
+        url_prefix = f"{protocol}://{user}{parts.hostname}{port}"
     return Store(
         protocol=protocol,
         root=fs_class._strip_protocol(root).rstrip("/") or "/",

@@ -198,6 +198,7 @@ class FaultProxy:
         self._fail_left = 0
         self._fail_status = 503
         self._reset_left = 0
+        self._corrupt_left = 0
         self._kill_budget: int | None = None
 
     # -- lifecycle -----------------------------------------------------------
@@ -247,6 +248,19 @@ class FaultProxy:
         """Behave like ``stop()`` once ``nbytes`` more body bytes have passed."""
         with self._lock:
             self._kill_budget = nbytes
+
+    def corrupt_next(self, n: int) -> None:
+        """Flip the first byte of the next ``n`` successful object GET bodies
+        (GETs without a query: not listings)."""
+        with self._lock:
+            self._corrupt_left = n
+
+    def _take_corruption(self) -> bool:
+        with self._lock:
+            if self._corrupt_left:
+                self._corrupt_left -= 1
+                return True
+        return False
 
     # -- statistics ----------------------------------------------------------
     @property
@@ -419,7 +433,11 @@ class _Handler(BaseHTTPRequestHandler):
             stream = resp.stream
             assert stream is not None
             parts = iter(lambda: stream.read1(CHUNK), b"")
+        corrupt = (req.method == "GET" and resp.status == 200 and "?" not in req.path
+                   and proxy._take_corruption())
         for data in parts:
+            if corrupt and data:  # flip the first byte of the body: same size, other bytes
+                data, corrupt = bytes([data[0] ^ 0xFF]) + data[1:], False
             data, spent = proxy._charge(data)
             if data:
                 self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)

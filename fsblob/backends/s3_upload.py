@@ -38,8 +38,7 @@ class FileWindow(io.RawIOBase):
 
     botocore takes its Content-Length from ``len()``, hashes the body and seeks
     back (on plain http), and rewinds it to retry; aiohttp then streams it. No
-    ``fileno()``, or aiohttp would size the whole file. Progress is reported as a
-    high-water mark, so the hashing passes and re-reads count once.
+    ``fileno()``, or aiohttp would size the whole file.
     """
 
     def __init__(self, path: str, start: int, length: int, callback: Callback) -> None:
@@ -60,6 +59,7 @@ class FileWindow(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
         self._pos = max(0, base + offset)
+        self._report()
         return self._pos
 
     def __len__(self) -> int:
@@ -72,10 +72,15 @@ class FileWindow(io.RawIOBase):
         size = len(self) if size is None or size < 0 else min(size, len(self))
         data = os.pread(self._fd, size, self._start + self._pos) if size else b""
         self._pos += len(data)
-        if self._pos > self._reported:
-            self._callback.relative_update(self._pos - self._reported)
-            self._reported = self._pos
+        self._report()
         return data
+
+    def _report(self) -> None:
+        """Progress follows the position: botocore's hashing passes over plain http
+        each rewind it, and the last pass, the one on the wire, ends at 100%."""
+        if self._pos != self._reported:
+            self._callback.relative_update(min(self._pos, self._length) - self._reported)
+            self._reported = min(self._pos, self._length)
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))

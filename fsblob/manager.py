@@ -33,7 +33,6 @@ from fsblob.errors import (
 )
 from fsblob.logs import hide_secrets
 from fsblob.retry import RetryPolicy, is_not_found, is_transient
-from fsblob.store import Store
 
 log = logging.getLogger("fsblob")
 
@@ -309,7 +308,9 @@ class FsspecBlobManager(BlobManager):
         text = _fspath(uri, "remote_file_path")
         store, root, what = self._store, self._store.root, "remote_file_path"
         where = self.root_url
-        prefixes = {store.url_prefix: "", **store.legacy_prefixes} if store.url_prefix else store.legacy_prefixes
+        prefixes = dict(store.legacy_prefixes)
+        if store.url_prefix:
+            prefixes[store.url_prefix] = ""
         for prefix, stands_for in prefixes.items():
             if text.startswith(prefix + "/"):
                 path = stands_for + text[len(prefix):]
@@ -323,7 +324,8 @@ class FsspecBlobManager(BlobManager):
                     f"{what} {text!r} is not in this store; {self._name} stores under {where}"
                 )
             paths.check_segments(text.split("://", 1)[1], what=what)
-            return self._confine(paths.require_under(root, fs_class._strip_protocol(text), what=what, where=where))
+            path = fs_class._strip_protocol(text)
+            return self._confine(paths.require_under(root, path, what=what, where=where))
         if store.url_prefix == "" and text.startswith("/"):
             return self._confine(paths.require_under(root, text, what=what, where=where))
         return self._confine(paths.join_under(root, text, what=what))
@@ -373,7 +375,7 @@ class FsspecBlobManager(BlobManager):
         relative = [p.relative_to(src).as_posix() for p in files]
         for rel in relative:
             paths.check_segments(rel, what=f"file {rel!r} in {src}")
-        sizes = {rel: p.stat().st_size for rel, p in zip(relative, files)}  # as uploaded
+        sizes = {rel: p.stat().st_size for rel, p in zip(relative, files, strict=True)}
         uri = self._store.uri(dest)
 
         def put_tree(target: str) -> list[str]:
@@ -440,16 +442,16 @@ class FsspecBlobManager(BlobManager):
         tmp = local_copy.temp_sibling(dest, directory=files is not None)
         try:
             if files is None:
-                self._get([path], [tmp], callback)
+                self._get_file(path, tmp, callback)
                 self._verify(tmp, info)
             else:
-                relative = {p: paths.require_under(path, p, what="a listed file", where=path)[len(path):].lstrip("/")
-                            for p in files}
-                targets = [tmp.joinpath(*relative[p].split("/")) for p in files]
-                for target in targets:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                self._get(list(files), targets, callback)
-                for p, target in zip(files, targets):
+                targets = {}
+                for p in files:  # a key with '..' below the directory is refused here
+                    inside = paths.require_under(path, p, what="a listed file", where=path)
+                    targets[p] = tmp.joinpath(*inside[len(path):].strip("/").split("/"))
+                    targets[p].parent.mkdir(parents=True, exist_ok=True)
+                self._get_tree(targets, callback)
+                for p, target in targets.items():
                     self._verify(target, files[p])
             self._copies.forget(dest)
             local_copy.replace(tmp, dest)
@@ -466,15 +468,22 @@ class FsspecBlobManager(BlobManager):
         else:
             self._store.put_file(self.fs, str(src), rpath, callback)
 
-    def _get(self, rpaths: list[str], lpaths: list[Path], callback: Callback) -> None:
-        """Fetch remote files to local paths, with the store's own reader if it has one."""
+    def _get_file(self, rpath: str, lpath: Path, callback: Callback) -> None:
+        """Fetch one file, with the store's own reader if it has one."""
         if self._store.get_file is None:
-            self.fs.get(rpaths, [str(p) for p in lpaths], callback=callback, **self._store.get_options)
+            self.fs.get_file(rpath, str(lpath), callback=callback, **self._store.get_options)
+        else:
+            self._store.get_file(self.fs, rpath, str(lpath), callback)
+
+    def _get_tree(self, targets: Mapping[str, Path], callback: Callback) -> None:
+        """Fetch many files; in one call where the filesystem can overlap them."""
+        if self._store.get_file is None:
+            self.fs.get(list(targets), [str(t) for t in targets.values()], callback=callback,
+                        **self._store.get_options)
             return
-        callback.set_size(len(rpaths))
-        for rpath, lpath in zip(rpaths, lpaths):
-            with callback.branched(rpath, str(lpath)) as child:
-                self._store.get_file(self.fs, rpath, str(lpath), child)
+        callback.set_size(len(targets))
+        for rpath, lpath in targets.items():
+            self._get_file(rpath, lpath, DEFAULT_CALLBACK)
             callback.relative_update(1)
 
     def _verify(self, local: Path, info: Mapping[str, Any]) -> None:

@@ -74,7 +74,7 @@ class RetryPolicy:
             retry=tenacity.retry_if_exception(is_transient),
             before_sleep=lambda state: log.warning(
                 "%s failed (attempt %d), retrying: %s", what, state.attempt_number,
-                type(state.outcome.exception()).__name__,
+                type(state.outcome.exception()).__name__ if state.outcome else "?",
             ),
             reraise=True,
         )

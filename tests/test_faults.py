@@ -19,7 +19,8 @@ from fsblob import BlobError, BlobTransferError
 from tests.conftest import LOCAL_READS, Case
 from tests.test_contract import _file, _leftovers
 from tests.workers import download as child_download
-from tests.workers import download_with_file_limit, upload as child_upload
+from tests.workers import download_with_file_limit
+from tests.workers import upload as child_upload
 
 SERVED = ["s3", "oss", "webhdfs"]
 MiB = 2**20

@@ -6,9 +6,8 @@ import logging
 from pathlib import Path
 
 import fsspec
-from fsspec.implementations.memory import MemoryFileSystem
-
 import pytest
+from fsspec.implementations.memory import MemoryFileSystem
 
 from fsblob import BlobError, FsspecBlobManager, OssBlobManager, S3BlobManager
 from tests.conftest import Case

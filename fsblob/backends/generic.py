@@ -31,10 +31,8 @@ KEYS = ("root_directory", "protocol", "storage_options")
 def store(config: Mapping[str, Any]) -> Store:
     """Map the generic keys to a :class:`Store` of any fsspec protocol."""
     keys.check_keys(config, KEYS, BACKEND)
-    root = keys.text(
-        config, "root_directory", BACKEND,
-        required="set it to a directory or URL, e.g. 'memory://artifacts' or 's3://bucket/prefix'",
-    )
+    root = keys.required(config, "root_directory", BACKEND,
+                         fix="set it to a directory or URL, e.g. 'memory://artifacts' or 's3://bucket/prefix'")
     options = keys.mapping(config, "storage_options", BACKEND)
     given = keys.text(config, "protocol", BACKEND)
     in_url, _ = split_protocol(root)

@@ -43,11 +43,11 @@ LIBHDFS_REQUIREMENTS = (
 def store(config: Mapping[str, Any]) -> Store:
     """Map the HDFS keys to a :class:`Store` on WebHDFS or libhdfs."""
     keys.check_keys(config, KEYS, BACKEND)
-    url = keys.text(config, "hdfs_url", BACKEND,
-                    required="set it to the namenode's WebHDFS url, e.g. http://namenode:9870")
+    url = keys.required(config, "hdfs_url", BACKEND,
+                        fix="set it to the namenode's WebHDFS url, e.g. http://namenode:9870")
     user = keys.text(config, "hdfs_user", BACKEND)
-    root = keys.text(config, "root_directory", BACKEND,
-                     required="set it to the HDFS directory for artifacts, e.g. /user/alice/artifacts")
+    root = keys.required(config, "root_directory", BACKEND,
+                         fix="set it to the HDFS directory for artifacts, e.g. /user/alice/artifacts")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     protocols = {"http": "webhdfs", "https": "webhdfs", "webhdfs": "webhdfs", "swebhdfs": "webhdfs",

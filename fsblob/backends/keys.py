@@ -29,12 +29,10 @@ def check_keys(config: Mapping[str, Any], known: Iterable[str], backend: str) ->
             )
 
 
-def text(config: Mapping[str, Any], key: str, backend: str, *, required: str = "") -> str | None:
-    """A string value; ``required`` (if given) explains what to set when it is missing."""
+def text(config: Mapping[str, Any], key: str, backend: str) -> str | None:
+    """A string value, or ``None`` when the key is absent or empty."""
     value = config.get(key)
     if value is None or value == "":
-        if required:
-            raise BlobConfigError(f"{backend}: blob_manager_config key {key!r} is missing; {required}")
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise BlobConfigError(
@@ -42,6 +40,14 @@ def text(config: Mapping[str, Any], key: str, backend: str, *, required: str = "
             f"not {type(value).__name__}"
         )
     return str(value)
+
+
+def required(config: Mapping[str, Any], key: str, backend: str, *, fix: str) -> str:
+    """A string value that must be there; ``fix`` says what to set it to."""
+    value = text(config, key, backend)
+    if value is None:
+        raise BlobConfigError(f"{backend}: blob_manager_config key {key!r} is missing; {fix}")
+    return value
 
 
 def flag(config: Mapping[str, Any], key: str, backend: str) -> bool | None:
@@ -74,7 +80,7 @@ def mapping(config: Mapping[str, Any], key: str, backend: str) -> dict[str, Any]
 def bucket_root(config: Mapping[str, Any], bucket_key: str, backend: str) -> str:
     """``<bucket>/<root_directory>`` (or ``<bucket>``), from a bucket key and the
     optional ``root_directory`` key prefix."""
-    bucket = text(config, bucket_key, backend, required="set it to the bucket to store in")
+    bucket = required(config, bucket_key, backend, fix="set it to the bucket to store in")
     if not _BUCKET.match(bucket):
         raise BlobConfigError(
             f"{backend}: {bucket_key} {bucket!r} is not a bucket name; give the bare name "

@@ -25,10 +25,8 @@ KEYS = ("root_directory",)
 def store(config: Mapping[str, Any]) -> Store:
     """Map the Local keys to a :class:`Store` on the ``file`` protocol."""
     keys.check_keys(config, KEYS, BACKEND)
-    root = keys.text(
-        config, "root_directory", BACKEND,
-        required="set it to the directory that should hold the artifacts",
-    )
+    root = keys.required(config, "root_directory", BACKEND,
+                         fix="set it to the directory that should hold the artifacts")
     if root.startswith("file://"):
         root = root[len("file://"):]
     return Store(

@@ -29,8 +29,8 @@ KEYS = ("access_key_id", "access_key_secret", "endpoint", "bucket", "root_direct
 def store(config: Mapping[str, Any]) -> Store:
     """Map the OSS keys to a :class:`Store` on ossfs."""
     keys.check_keys(config, KEYS, BACKEND)
-    endpoint = keys.text(config, "endpoint", BACKEND,
-                         required="set it to the OSS endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com")
+    endpoint = keys.required(config, "endpoint", BACKEND,
+                             fix="set it to the OSS endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com")
     root = keys.bucket_root(config, "bucket", BACKEND)
     key_id, secret = keys.pair(config, "access_key_id", "access_key_secret", BACKEND,
                                otherwise="for anonymous access")

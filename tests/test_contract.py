@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import threading
 from pathlib import Path
@@ -15,7 +14,6 @@ import pytest
 from fsblob import BlobNotFoundError
 from fsblob.local_copy import PART_SUFFIX
 from tests.conftest import Case, Meter
-from tests.workers import download as child_download
 
 
 def _file(path: Path, size: int = 1000, seed: int = 0) -> Path:
@@ -187,34 +185,6 @@ def test_threads_downloading_one_uri_fetch_it_once(case: Case, tmp_path: Path) -
     assert results == [str(tmp_path / "out" / "shared.bin")] * 8
     assert Path(results[0]).read_bytes() == src.read_bytes()
     assert _transfers(case, meter) == 2 * one, "more than one thread fetched the file"
-
-
-@pytest.mark.parametrize("backend", ["local", "s3", "oss", "webhdfs"])
-def test_processes_downloading_one_uri_fetch_it_once(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    case: Case = request.getfixturevalue(f"{backend}_case")
-    manager = case.make()
-    src = _file(tmp_path / "shared.bin", 3_000_000)
-    uri = manager.upload(src)
-    class_path = f"fsblob.{type(manager).__name__}"
-    watch = manager.root_url if backend == "local" else None
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(6) as pool:
-        results = pool.starmap(
-            child_download, [(class_path, case.config, uri, str(tmp_path / "out"), watch)] * 6)
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()
-    assert {(path, sha) for path, sha, _ in results} == {(str(tmp_path / "out" / "shared.bin"), digest)}
-    fetches = sum(r for _, _, r in results) if backend == "local" else case.reads()
-    single = 1 if backend != "webhdfs" else _single_fetch_requests(case, uri, tmp_path)
-    assert fetches == single, f"{fetches} fetches by 6 processes, expected one ({single} requests)"
-
-
-def _single_fetch_requests(case: Case, uri: str, tmp_path: Path) -> int:
-    """Requests one download of ``uri`` takes on this backend (after the measured ones)."""
-    before = case.reads()
-    case.make().download(uri, tmp_path / "single")
-    return case.reads() - before
 
 
 def test_exists_ls_and_delete(case: Case, tmp_path: Path) -> None:

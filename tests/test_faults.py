@@ -27,6 +27,12 @@ MiB = 2**20
 DEADLINE = 3.0
 
 
+@pytest.fixture(params=["local", *SERVED])
+def shared(request: pytest.FixtureRequest) -> Case:
+    """The backends that other processes can reach too (not the in-process memory)."""
+    return request.getfixturevalue(f"{request.param}_case")
+
+
 @pytest.fixture(params=SERVED)
 def served(request: pytest.FixtureRequest) -> Case:
     case: Case = request.getfixturevalue(f"{request.param}_case")
@@ -131,18 +137,17 @@ def test_not_found_is_not_retried(served: Case, tmp_path: Path) -> None:
     assert len(served.server.requests) - before <= 3, "not found was retried"
 
 
-@pytest.mark.parametrize("backend", ["local", "s3", "oss", "webhdfs"])
 def test_eight_processes_and_eight_threads_fetch_once(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+    shared: Case, tmp_path: Path
 ) -> None:
-    case: Case = request.getfixturevalue(f"{backend}_case")
+    case = shared
     manager = case.make()
     src = _file(tmp_path / "shared.bin", 4 * MiB)
     uri = manager.upload(src)
     single = _one_download_reads(case, uri, tmp_path)
     reads_before = case.reads()
     out = tmp_path / "out"
-    watch = manager.root_url if backend == "local" else None
+    watch = manager.root_url if case.name == "local" else None
     class_path = f"fsblob.{type(manager).__name__}"
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(8) as pool:
@@ -159,7 +164,7 @@ def test_eight_processes_and_eight_threads_fetch_once(
     assert len(paths) == 8 and set(paths) == {str(out / "shared.bin")}
     assert {(p, d) for p, d, _ in children} == {(str(out / "shared.bin"), digest)}
     assert hashlib.sha256(Path(paths[0]).read_bytes()).hexdigest() == digest
-    if backend == "local":
+    if case.name == "local":
         fetched = sum(r for _, _, r in children) + (LOCAL_READS.count - reads_before)
     else:
         fetched = case.reads() - reads_before
@@ -183,11 +188,9 @@ def test_destination_that_cannot_be_created_fails_clearly(case: Case, tmp_path: 
     assert Path(manager.download(uri, tmp_path / "ok")).read_bytes() == src.read_bytes()
 
 
-@pytest.mark.parametrize("backend", ["local", "s3", "oss", "webhdfs"])
-def test_destination_disk_full_leaves_nothing(backend: str, request: pytest.FixtureRequest,
-                                              tmp_path: Path) -> None:
+def test_destination_disk_full_leaves_nothing(shared: Case, tmp_path: Path) -> None:
     """The kernel refuses writes past 1 MiB (RLIMIT_FSIZE in a child: EFBIG, like ENOSPC)."""
-    case: Case = request.getfixturevalue(f"{backend}_case")
+    case = shared
     manager = case.make()
     src = _file(tmp_path / "big.bin", 3 * MiB)
     uri = manager.upload(src)
@@ -210,11 +213,10 @@ def test_destination_disk_full_leaves_nothing(backend: str, request: pytest.Fixt
     assert _stored(manager, uri) == src.read_bytes()
 
 
-@pytest.mark.parametrize("backend", ["local", "s3", "oss", "webhdfs"])
 def test_two_processes_uploading_one_name_leave_one_complete_object(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+    shared: Case, tmp_path: Path
 ) -> None:
-    case: Case = request.getfixturevalue(f"{backend}_case")
+    case = shared
     manager = case.make()
     versions = []
     for i in range(2):

@@ -368,7 +368,7 @@ class FsspecBlobManager(BlobManager):
     def _upload_tree(self, src: Path, dest: str, callback: Callback) -> None:
         files = sorted(p for p in src.rglob("*") if p.is_file())
         if not files:
-            raise BlobTransferError(
+            raise InvalidPathError(
                 f"{self._name}: directory {src} holds no files; object stores cannot keep "
                 "an empty directory, so there is nothing to upload"
             )
@@ -518,7 +518,10 @@ class FsspecBlobManager(BlobManager):
 
     def _rename(self, tmp: str, dest: str) -> None:
         """Move an uploaded temporary into place; notice a rename that did nothing."""
-        if self._store.protocol not in ("file", "local") and self._exists(dest):
+        if self._store.protocol in ("file", "local"):
+            os.replace(tmp, dest)  # atomic; never moves into a directory named like dest
+            return
+        if self._exists(dest):
             try:
                 self.fs.rm(dest, recursive=True)  # HDFS renames never overwrite
             except FileNotFoundError:

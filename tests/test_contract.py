@@ -11,7 +11,7 @@ import fsspec
 import pandas as pd
 import pytest
 
-from fsblob import BlobNotFoundError
+from fsblob import BlobError, BlobNotFoundError
 from fsblob.local_copy import PART_SUFFIX
 from tests.conftest import Case, Meter
 
@@ -211,3 +211,15 @@ def test_pandas_reads_returned_uris(case: Case, tmp_path: Path) -> None:
     options = manager.storage_options
     pd.testing.assert_frame_equal(pd.read_csv(csv_uri, storage_options=options), frame)
     pd.testing.assert_frame_equal(pd.read_parquet(parquet_uri, storage_options=options), frame)
+
+
+def test_a_file_never_lands_inside_a_stored_directory_of_its_name(local_case: Case, tmp_path: Path) -> None:
+    manager = local_case.make()
+    _file(tmp_path / "tree" / "thing" / "inner.bin")
+    manager.upload(tmp_path / "tree" / "thing")
+    _file(tmp_path / "file" / "thing", 10)
+    with pytest.raises(BlobError, match="thing"):
+        manager.upload(tmp_path / "file" / "thing")
+    stored = Path(manager.root_url) / "thing"
+    assert sorted(p.name for p in stored.iterdir()) == ["inner.bin"]
+    assert _leftovers(Path(manager.root_url)) == []

@@ -9,7 +9,14 @@ import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from fsblob import BlobError, FsspecBlobManager, OssBlobManager, S3BlobManager
+from fsblob import (
+    BlobConfigError,
+    BlobError,
+    FsspecBlobManager,
+    HDFSBlobManager,
+    OssBlobManager,
+    S3BlobManager,
+)
 from tests.conftest import Case
 from tests.test_contract import _file
 
@@ -93,3 +100,9 @@ def test_library_errors_that_echo_secrets_are_redacted(tmp_path: Path,
         assert "refused for /root/a.bin" in str(info.value)
         assert TOKEN not in str(info.value) and "***" in str(info.value)
     assert all(TOKEN not in r.getMessage() for r in caplog.records)
+
+
+def test_hdfs_url_with_a_password_is_refused_without_repeating_it() -> None:
+    with pytest.raises(BlobConfigError) as info:
+        HDFSBlobManager({"hdfs_url": f"http://alice:{SECRET}@127.0.0.1:9870", "root_directory": "/a"})
+    assert "hdfs_user" in str(info.value) and SECRET not in str(info.value)

@@ -49,6 +49,11 @@ def store(config: Mapping[str, Any]) -> Store:
     root = keys.required(config, "root_directory", BACKEND,
                          fix="set it to the HDFS directory for artifacts, e.g. /user/alice/artifacts")
     parts = urlsplit(url)
+    if parts.password is not None:  # say so without repeating the url: it holds a secret
+        raise BlobConfigError(
+            f"{BACKEND}: hdfs_url carries a user and password; HDFS's simple authentication "
+            "takes the user from hdfs_user, so remove the credentials from the url"
+        )
     scheme = parts.scheme.lower()
     protocols = {"http": "webhdfs", "https": "webhdfs", "webhdfs": "webhdfs", "swebhdfs": "webhdfs",
                  "hdfs": "hdfs"}

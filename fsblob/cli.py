@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fsblob", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="fsblob", description="Upload, download, list and remove artifacts in a blob store.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PROJECT_YAML",
                         help=f"project.yaml with a 'blob' section (default: ./{DEFAULT_STORE})")

@@ -160,6 +160,8 @@ class FsspecBlobManager(BlobManager):
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
         """The fsspec filesystem, created (and its library imported) on first use."""
+        if self._fs is not None:
+            return self._fs
         with self._fs_lock:
             if self._fs is None:
                 options = _merged(self._store.storage_options, self._store.engine_options)
@@ -360,8 +362,9 @@ class FsspecBlobManager(BlobManager):
                 self._put(src, tmp, callback)
                 self._check_size(tmp, size)
                 self._rename(tmp, dest)
-            finally:
+            except BaseException:
                 self._discard(tmp)
+                raise
 
         self._call(f"upload {src} to {uri}", attempt)
 
@@ -392,7 +395,7 @@ class FsspecBlobManager(BlobManager):
                 if sizes[rel] > BATCH_FILE_SIZE:
                     self._put(src / rel, rpaths[rel], callback)
             stored = {posixpath.relpath(p, target): i.get("size")
-                      for p, i in self._tree(target, detail=True).items()}
+                      for p, i in self._tree(target).items()}
             missing = [rel for rel, size in sizes.items() if stored.get(rel) != size]
             if missing:
                 raise _Mismatch(
@@ -415,8 +418,10 @@ class FsspecBlobManager(BlobManager):
                 fs.mv(tmp, dest, recursive=True)
                 if self._exists(tmp):
                     raise _Mismatch(f"{self._name}: the store did not rename {self._store.uri(tmp)}")
-            finally:
+            except BaseException:
                 self._discard(tmp)
+                raise
+            finally:
                 self._discard(aside)
 
         self._call(f"upload {src} to {uri}", attempt)
@@ -426,7 +431,7 @@ class FsspecBlobManager(BlobManager):
         self.fs.invalidate_cache(path)
         info = self.fs.info(path)
         if info.get("type") == "directory":
-            files = self._tree(path, detail=True)
+            files = self._tree(path)
             if not files:
                 raise FileNotFoundError(f"{path} is an empty directory")
             version = json.dumps(
@@ -510,11 +515,11 @@ class FsspecBlobManager(BlobManager):
                 f"{self._name}: {self._store.uri(path)} holds {stored} bytes after upload, expected {size}"
             )
 
-    def _tree(self, path: str, detail: bool = False) -> Any:
+    def _tree(self, path: str) -> dict[str, dict[str, Any]]:
+        """Every file below ``path``, with its info, listed afresh."""
         self.fs.invalidate_cache(path)
         found = self.fs.find(path, withdirs=False, detail=True)
-        found = {p: i for p, i in found.items() if i.get("type") != "directory"}
-        return found if detail else list(found)
+        return {p: i for p, i in found.items() if i.get("type") != "directory"}
 
     def _rename(self, tmp: str, dest: str) -> None:
         """Move an uploaded temporary into place; notice a rename that did nothing."""

@@ -9,7 +9,6 @@ start once per session, from the test suite itself, and stop at its end.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,11 +31,18 @@ os.environ.update({
 for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_name, None)
 
-from fsblob import FsspecBlobManager, HDFSBlobManager, LocalBlobManager, OssBlobManager, S3BlobManager  # noqa: E402
+from fsblob import (  # noqa: E402
+    FsspecBlobManager,
+    HDFSBlobManager,
+    LocalBlobManager,
+    OssBlobManager,
+    S3BlobManager,
+)
 from tests.servers.moto import MotoServer  # noqa: E402
 from tests.servers.oss import OssServer  # noqa: E402
 from tests.servers.proxy import FaultProxy, Upstream  # noqa: E402
 from tests.servers.webhdfs import WebHdfsServer  # noqa: E402
+from tests.workers import LocalReads  # noqa: E402
 
 BACKENDS = ["local", "memory", "s3", "oss", "webhdfs"]
 S3_BUCKET = "fsblob-test"
@@ -61,26 +67,7 @@ class Meter(Callback):
             self.bytes += inc
 
 
-class _LocalReads:
-    """Counts files opened for reading below a directory (Python audit hook)."""
-
-    def __init__(self) -> None:
-        self.root: str | None = None
-        self.count = 0
-        self._lock = threading.Lock()
-        sys.addaudithook(self._hook)
-
-    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
-        if event != "open" or self.root is None or not isinstance(args[0], str):
-            return
-        mode = args[1] if isinstance(args[1], str) else "r"
-        if args[0].startswith(self.root + "/") and "r" in mode and "+" not in mode:
-            if not os.path.basename(args[0]).startswith("."):
-                with self._lock:
-                    self.count += 1
-
-
-LOCAL_READS = _LocalReads()
+LOCAL_READS = LocalReads()
 
 
 @dataclass

@@ -10,7 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fsblob import InvalidPathError, LocalBlobManager, PathOutsideRootError, S3BlobManager, paths
+from fsblob import (
+    InvalidPathError,
+    LocalBlobManager,
+    PathOutsideRootError,
+    S3BlobManager,
+    paths,
+)
 from tests.conftest import Case, Meter
 from tests.test_contract import _file
 

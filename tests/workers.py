@@ -5,9 +5,30 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 from typing import Any
 
-reads = 0
+
+class LocalReads:
+    """Counts files opened for reading below ``root`` (a Python audit hook).
+
+    Hidden names (fsblob's temporaries, lock files) are not counted.
+    """
+
+    def __init__(self, root: str | None = None) -> None:
+        self.root = root
+        self.count = 0
+        self._lock = threading.Lock()
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
+        if event != "open" or self.root is None or not isinstance(args[0], str):
+            return
+        mode = args[1] if isinstance(args[1], str) else "r"
+        if args[0].startswith(self.root + "/") and "r" in mode and "+" not in mode \
+                and not os.path.basename(args[0]).startswith("."):
+            with self._lock:
+                self.count += 1
 
 
 def download(class_path: str, config: dict[str, Any], uri: str, local_dir: str,
@@ -15,20 +36,12 @@ def download(class_path: str, config: dict[str, Any], uri: str, local_dir: str,
     """Download ``uri``; return (path, sha256 of the file, local reads below ``watch``)."""
     from fsblob import BlobManagerFactory
 
-    global reads
-    reads = 0
-    if watch:
-        def hook(event: str, args: tuple[Any, ...]) -> None:
-            global reads
-            if event == "open" and isinstance(args[0], str) and args[0].startswith(watch + "/") \
-                    and "r" in str(args[1]) and not os.path.basename(args[0]).startswith("."):
-                reads += 1
-        sys.addaudithook(hook)
+    reads = LocalReads(watch) if watch else None
     manager = BlobManagerFactory.create_blob_manager(class_path, config)
     path = manager.download(uri, local_dir)
     with open(path, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return path, digest, reads
+    return path, digest, reads.count if reads else 0
 
 
 def upload(class_path: str, config: dict[str, Any], path: str) -> str:

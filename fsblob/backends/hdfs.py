@@ -17,7 +17,8 @@ URIs keep the server: ``webhdfs://host:port/<root>/<name>`` or
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -30,6 +31,8 @@ from fsblob.store import Store
 
 BACKEND = "hdfs"
 CHUNK = 2**20
+#: WebHDFS requests: seconds to connect, and seconds without a byte moving.
+TIMEOUT = (10, 30)
 KEYS = ("hdfs_url", "hdfs_user", "root_directory")
 
 LIBHDFS_REQUIREMENTS = (
@@ -92,6 +95,7 @@ def store(config: Mapping[str, Any]) -> Store:
         storage_options=options,
         url_prefix=f"{protocol}://{parts.hostname}:{port}",
         requirements=LIBHDFS_REQUIREMENTS if protocol == "hdfs" else "",
+        put_file=_webhdfs_put_file if protocol == "webhdfs" else None,
         get_file=_webhdfs_get_file if protocol == "webhdfs" else None,
     )
 
@@ -103,20 +107,53 @@ def _webhdfs_get_file(fs: Any, rpath: str, lpath: str, callback: Callback) -> No
     answer's JSON as if it were file bytes, and the ranged reads around it keep
     the total size right: a corrupt copy that no size check can see.
     """
-    url = fs._apply_proxy(fs.url + quote(fs._strip_protocol(rpath), safe="/="))
-    response = fs.session.get(url, params={**fs.pars, "op": "OPEN"}, allow_redirects=False,
-                              stream=True)
-    if response.status_code in (301, 302, 303, 307, 308):
-        response.close()
-        response = fs.session.get(fs._apply_proxy(response.headers["Location"]), stream=True)
-    with response:
-        _raise_for_webhdfs(response, rpath)
+    with _webhdfs_call(fs, "get", "OPEN", rpath, stream=True) as response:
         length = response.headers.get("Content-Length")
         callback.set_size(int(length) if length else None)
         with open(lpath, "wb") as f:
             for chunk in response.iter_content(CHUNK):
                 f.write(chunk)
                 callback.relative_update(len(chunk))
+
+
+def _webhdfs_put_file(fs: Any, lpath: str, rpath: str, callback: Callback) -> None:
+    """Send ``lpath`` as one WebHDFS CREATE, its body streamed from the file.
+
+    fsspec's writer sends an empty CREATE and then a 4 MiB APPEND per block,
+    each request without a timeout.
+    """
+    size = os.path.getsize(lpath)
+    callback.set_size(size)
+
+    def body() -> Iterator[bytes]:
+        with open(lpath, "rb") as f:
+            while chunk := f.read(CHUNK):
+                callback.relative_update(len(chunk))
+                yield chunk
+
+    with _webhdfs_call(fs, "put", "CREATE", rpath, data=body(), overwrite="true",
+                       headers={"content-type": "application/octet-stream"}):
+        pass
+
+
+def _webhdfs_call(fs: Any, method: str, op: str, rpath: str, *, data: Any = None,
+                  stream: bool = False, headers: Mapping[str, str] | None = None,
+                  **params: str) -> Any:
+    """One WebHDFS operation through fsspec's session, following the namenode's
+    redirect to a datanode by hand (so a body is sent once, to the datanode),
+    with a timeout on every leg, and errors raised as fsspec raises them."""
+    url = fs._apply_proxy(fs.url + quote(fs._strip_protocol(rpath), safe="/="))
+    response = fs.session.request(method, url, params={**fs.pars, **params, "op": op},
+                                  allow_redirects=False, timeout=TIMEOUT)
+    if response.status_code in (301, 302, 303, 307, 308):
+        response.close()
+        response = fs.session.request(method, fs._apply_proxy(response.headers["Location"]),
+                                      data=data, headers=headers, stream=stream, timeout=TIMEOUT)
+    _raise_for_webhdfs(response, rpath)
+    if data is not None and response.request.body is None:
+        raise OSError(f"WebHDFS {op} of {rpath} answered {response.status_code} without "
+                      "redirecting to a datanode; the data was not sent")
+    return response
 
 
 def _raise_for_webhdfs(response: Any, rpath: str) -> None:

@@ -16,8 +16,8 @@ from fsblob.errors import (
     InvalidPathError,
     PathOutsideRootError,
 )
+from fsblob.base import BlobManager
 from fsblob.manager import (
-    BlobManager,
     FsspecBlobManager,
     HDFSBlobManager,
     LocalBlobManager,

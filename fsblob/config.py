@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from fsblob.errors import BlobConfigError
-from fsblob.manager import BlobManager
+from fsblob.base import BlobManager
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import abc
 import copy
 import glob
 import hashlib
@@ -18,9 +17,9 @@ from typing import Any, ClassVar, TypeVar
 
 import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
-from fsspec.core import split_protocol
 
-from fsblob import local_copy, paths
+from fsblob import local_copy, paths, uris
+from fsblob.base import BlobManager
 from fsblob.backends import get_backend, keys
 from fsblob.errors import (
     BlobConfigError,
@@ -28,7 +27,6 @@ from fsblob.errors import (
     BlobNotFoundError,
     BlobTransferError,
     InvalidPathError,
-    PathOutsideRootError,
     describe,
 )
 from fsblob.logs import hide_secrets
@@ -50,36 +48,6 @@ _EXTRAS = {"s3": "s3", "s3a": "s3", "oss": "oss", "hdfs": "hdfs", "arrow_hdfs": 
 #: Info fields that change when an object's content changes, across filesystems.
 _VERSION_FIELDS = ("ETag", "etag", "md5", "LastModified", "last_modified", "mtime",
                    "modificationTime", "created", "generation", "ino", "checksum")
-
-
-class BlobManager(abc.ABC):
-    """The blob manager contract of AIFlow: upload and download artifacts.
-
-    Args:
-        config: the ``blob_manager_config`` mapping of ``project.yaml``.
-    """
-
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        if not isinstance(config, Mapping):
-            raise BlobConfigError(
-                f"{type(self).__name__}: blob_manager_config must be a mapping of keys, "
-                f"not {type(config).__name__}"
-            )
-
-    @property
-    @abc.abstractmethod
-    def root_dir(self) -> str:
-        """Where artifacts are stored: a local directory or a URL."""
-
-    @abc.abstractmethod
-    def upload(self, local_file_path: str | os.PathLike[str]) -> str:
-        """Store a local file or directory under the root; return its URI."""
-
-    @abc.abstractmethod
-    def download(
-        self, remote_file_path: str, local_dir: str | os.PathLike[str] | None = None
-    ) -> str:
-        """Fetch a stored artifact into ``local_dir``; return its local path."""
 
 
 class _Mismatch(BlobTransferError):
@@ -307,42 +275,7 @@ class FsspecBlobManager(BlobManager):
 
     def _resolve(self, uri: str | os.PathLike[str]) -> str:
         """The filesystem path of a URI or relative path, confined to the root."""
-        text = _fspath(uri, "remote_file_path")
-        store, root, what = self._store, self._store.root, "remote_file_path"
-        where = self.root_url
-        prefixes = dict(store.legacy_prefixes)
-        if store.url_prefix:
-            prefixes[store.url_prefix] = ""
-        for prefix, stands_for in prefixes.items():
-            if text.startswith(prefix + "/"):
-                path = stands_for + text[len(prefix):]
-                return self._confine(paths.require_under(root, path, what=what, where=where))
-        protocol, _ = split_protocol(text)
-        if protocol:
-            fs_class = fsspec.get_filesystem_class(store.protocol)
-            names = (fs_class.protocol,) if isinstance(fs_class.protocol, str) else fs_class.protocol
-            if protocol not in (store.protocol, *names) or store.url_prefix:
-                raise PathOutsideRootError(
-                    f"{what} {text!r} is not in this store; {self._name} stores under {where}"
-                )
-            paths.check_segments(text.split("://", 1)[1], what=what)
-            path = fs_class._strip_protocol(text)
-            return self._confine(paths.require_under(root, path, what=what, where=where))
-        if store.url_prefix == "" and text.startswith("/"):
-            return self._confine(paths.require_under(root, text, what=what, where=where))
-        return self._confine(paths.join_under(root, text, what=what))
-
-    def _confine(self, path: str) -> str:
-        """On a local root, also refuse a path that a symlink takes outside it."""
-        if self._store.protocol in ("file", "local"):
-            real_root = os.path.realpath(self._store.root)
-            real = os.path.realpath(path)
-            if not real.startswith(real_root.rstrip("/") + "/"):
-                raise PathOutsideRootError(
-                    f"remote_file_path {path!r} leads outside the store's root "
-                    f"{self.root_url} through a symbolic link"
-                )
-        return path
+        return uris.resolve(self._store, _fspath(uri, "remote_file_path"), self._name)
 
     # -- transfers --------------------------------------------------------------------
 

@@ -18,9 +18,9 @@ from typing import Any, ClassVar, TypeVar
 import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from fsblob import local_copy, paths, uris
+from fsblob import chunks, local_copy, paths, uris
 from fsblob.base import BlobManager
-from fsblob.backends import get_backend, keys
+from fsblob.backends import get_backend, keys, s3_upload
 from fsblob.errors import (
     BlobConfigError,
     BlobError,
@@ -37,7 +37,7 @@ log = logging.getLogger("fsblob")
 T = TypeVar("T")
 
 #: Keys every backend accepts, read by the engine itself.
-ENGINE_KEYS = ("retries", "retry_deadline", "cache_directory")
+ENGINE_KEYS = ("retries", "retry_deadline", "cache_directory", *chunks.TransferSettings.KEYS)
 
 #: Files of a directory up to this size are uploaded together, in one call.
 BATCH_FILE_SIZE = 8 * 2**20
@@ -71,7 +71,9 @@ class FsspecBlobManager(BlobManager):
     * for every backend: ``retries`` (retries after a transient failure, default
       4), ``retry_deadline`` (seconds after which no retry starts, default 60),
       ``cache_directory`` (locks, freshness records and default downloads;
-      default ``$FSBLOB_CACHE_DIR`` or ``~/.cache/fsblob``).
+      default ``$FSBLOB_CACHE_DIR`` or ``~/.cache/fsblob``); ``multipart_threshold``,
+      ``multipart_chunksize``, ``max_concurrency`` (parallel parts and ranges, see
+      :class:`fsblob.chunks.TransferSettings`).
 
     Guarantees, on every backend: ``upload`` never changes the caller's file and
     replaces the stored one in one step; ``download`` yields a complete, verified
@@ -101,6 +103,7 @@ class FsspecBlobManager(BlobManager):
         cache = keys.text(engine, "cache_directory", name)
         self._cache_dir = Path(cache).expanduser() if cache else local_copy.default_cache_dir()
         self._copies = local_copy.LocalCopies(self._cache_dir)
+        self._transfer = chunks.TransferSettings.from_config(engine, name)
         self._fs: fsspec.AbstractFileSystem | None = None
         self._fs_lock = threading.Lock()
 
@@ -380,8 +383,8 @@ class FsspecBlobManager(BlobManager):
         tmp = local_copy.temp_sibling(dest, directory=files is not None)
         try:
             if files is None:
-                self._get_file(path, tmp, callback)
-                self._verify(tmp, info)
+                verified = self._get_file(path, tmp, callback, info.get("size"))
+                self._verify(tmp, info, hashed=verified)
             else:
                 targets = {}
                 for p in files:  # a key with '..' below the directory is refused here
@@ -403,15 +406,25 @@ class FsspecBlobManager(BlobManager):
         """Upload one file, with the store's own writer if it has one."""
         if self._store.put_file is None:
             self.fs.put_file(str(src), rpath, callback=callback)
+        elif self._store.put_file is s3_upload.put_file:  # parts in flight per the settings
+            s3_upload.put_file(self.fs, str(src), rpath, callback, settings=self._transfer)
         else:
             self._store.put_file(self.fs, str(src), rpath, callback)
 
-    def _get_file(self, rpath: str, lpath: Path, callback: Callback) -> None:
-        """Fetch one file, with the store's own reader if it has one."""
+    def _get_file(self, rpath: str, lpath: Path, callback: Callback,
+                  size: int | None = None) -> bool:
+        """Fetch one file: in parallel ranges from ``multipart_threshold`` on (then
+        return whether a store checksum verified it), else with the store's own
+        reader if it has one."""
+        if size is not None and self._transfer.splits(size) and chunks.supports_ranges(
+                self._store.protocol):
+            return chunks.download(self.fs, self._store.protocol, rpath, str(lpath), size,
+                                   self._transfer, callback)
         if self._store.get_file is None:
             self.fs.get_file(rpath, str(lpath), callback=callback, **self._store.get_options)
         else:
             self._store.get_file(self.fs, rpath, str(lpath), callback)
+        return False
 
     def _get_tree(self, targets: Mapping[str, Path], callback: Callback) -> None:
         """Fetch many files; in one call where the filesystem can overlap them."""
@@ -424,14 +437,15 @@ class FsspecBlobManager(BlobManager):
             self._get_file(rpath, lpath, DEFAULT_CALLBACK)
             callback.relative_update(1)
 
-    def _verify(self, local: Path, info: Mapping[str, Any]) -> None:
+    def _verify(self, local: Path, info: Mapping[str, Any], *, hashed: bool = False) -> None:
         size = local.stat().st_size
         if info.get("size") is not None and size != info["size"]:
             raise _Mismatch(
                 f"{self._name}: received {size} bytes of {info.get('name')}, expected {info['size']}"
             )
         etag = str(info.get("ETag") or info.get("etag") or "").strip('"').lower()
-        if self._store.md5_etag and len(etag) == 32 and info.get("ServerSideEncryption") != "aws:kms":
+        if (self._store.md5_etag and len(etag) == 32 and not hashed
+                and info.get("ServerSideEncryption") != "aws:kms"):
             with open(local, "rb") as f:
                 digest = hashlib.file_digest(f, "md5").hexdigest()
             if digest != etag:

@@ -88,6 +88,7 @@ def test_large_uploads_go_multipart_streamed_and_abort_on_failure(s3_case: Case,
     from fsspec.callbacks import NoOpCallback
 
     from fsblob.backends import s3_upload
+    from fsblob.chunks import TransferSettings
 
     manager = s3_case.make()
     proxy = s3_case.server
@@ -95,7 +96,7 @@ def test_large_uploads_go_multipart_streamed_and_abort_on_failure(s3_case: Case,
     src.write_bytes(os.urandom(3 * MiB) + bytes(20 * MiB))
     rpath = f"{S3_BUCKET}/{s3_case.config['root_directory']}/parts.bin"
     s3_upload.put_file(manager.fs, str(src), rpath, NoOpCallback(),
-                       single_put_limit=8 * MiB, part_size=5 * MiB)
+                       settings=TransferSettings(8 * MiB, 5 * MiB, 4))
     assert proxy.count("PUT", "partNumber=") == 5
     assert manager.fs.cat_file(rpath) == src.read_bytes()
 
@@ -103,7 +104,7 @@ def test_large_uploads_go_multipart_streamed_and_abort_on_failure(s3_case: Case,
     proxy.kill_after(12 * MiB)
     with pytest.raises(Exception):  # noqa: B017 (aiohttp or botocore, by where the cut lands)
         s3_upload.put_file(manager.fs, str(src), rpath + ".2", NoOpCallback(),
-                           single_put_limit=8 * MiB, part_size=5 * MiB)
+                           settings=TransferSettings(8 * MiB, 5 * MiB, 4))
     proxy.start()
     assert not manager.fs.exists(rpath + ".2")
     assert manager.fs.cat_file(rpath) == src.read_bytes(), "the stored object was damaged"

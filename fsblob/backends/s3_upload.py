@@ -1,11 +1,18 @@
-"""Uploads to S3 streamed from the file, in constant memory.
+"""Uploads to S3 streamed from the file, in bounded memory.
 
 s3fs's ``put_file`` reads a file under 100 MiB into memory whole and sends larger
 ones as 50 MiB parts, ten held in memory at once (577 MiB of RSS for a 256 MiB
 file, measured). fsblob instead hands botocore a seekable window on the file, so
-aiohttp streams it: one ``PutObject`` up to S3's 5 GiB limit, and beyond it a
-multipart upload whose parts are windows too, a few in flight. Memory stays
-near the client's own (about 65 MiB RSS) whatever the size.
+aiohttp streams it: one ``PutObject`` below ``multipart_threshold``, and from it
+on a multipart upload whose parts (``multipart_chunksize``) are windows too,
+``max_concurrency`` in flight (see :class:`fsblob.chunks.TransferSettings`).
+
+Integrity: botocore sends a CRC32 of every ``PutObject`` and part body, which S3
+checks on arrival. A multipart upload is created as a ``FULL_OBJECT`` CRC32
+upload: fsblob computes each part's CRC32 from the bytes it reads, combines them
+into the whole file's CRC32, sends that with ``CompleteMultipartUpload`` (S3
+refuses to complete an object whose bytes do not match it) and compares it with
+the checksum the store then reports. A failed upload is aborted.
 
 Calls go straight to s3fs's aiobotocore client, outside s3fs's retry loop,
 which would resend a half-read body; fsblob's engine retries the whole upload.
@@ -24,13 +31,14 @@ from typing import Any
 from fsspec.asyn import sync
 from fsspec.callbacks import Callback
 
+from fsblob.chunks import CRC32, RangeMismatch, TransferSettings, s3_checksum_b64
+
 log = logging.getLogger("fsblob")
 
 MiB = 2**20
 SINGLE_PUT_LIMIT = 5 * 2**30  # S3's PutObject limit
-PART_SIZE = 64 * MiB
+MIN_PART = 5 * MiB  # S3's smallest part (but the last)
 MAX_PARTS = 10_000
-IN_FLIGHT = 4
 
 
 class FileWindow(io.RawIOBase):
@@ -39,6 +47,9 @@ class FileWindow(io.RawIOBase):
     botocore takes its Content-Length from ``len()``, hashes the body and seeks
     back (on plain http), and rewinds it to retry; aiohttp then streams it. No
     ``fileno()``, or aiohttp would size the whole file.
+
+    :attr:`crc` is the CRC32 of the window's bytes once one pass has read them
+    all in order (every pass reads the same bytes of the file).
     """
 
     def __init__(self, path: str, start: int, length: int, callback: Callback) -> None:
@@ -46,6 +57,13 @@ class FileWindow(io.RawIOBase):
         self._fd = os.open(path, os.O_RDONLY)
         self._start, self._length, self._pos, self._reported = start, length, 0, 0
         self._callback = callback
+        self._crc: int | None = None  # of bytes [0, _crc_end), read in order
+        self._crc_end = 0
+
+    @property
+    def crc(self) -> int | None:
+        """The CRC32 of the whole window, once a pass has read it to the end."""
+        return self._crc if self._crc_end == self._length else None
 
     def readable(self) -> bool:
         return True
@@ -71,6 +89,10 @@ class FileWindow(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         size = len(self) if size is None or size < 0 else min(size, len(self))
         data = os.pread(self._fd, size, self._start + self._pos) if size else b""
+        if self._pos == 0:
+            self._crc, self._crc_end = 0, 0
+        if self._pos == self._crc_end and self._crc is not None:
+            self._crc, self._crc_end = CRC32.update(data, self._crc), self._crc_end + len(data)
         self._pos += len(data)
         self._report()
         return data
@@ -94,14 +116,15 @@ class FileWindow(io.RawIOBase):
 
 
 def put_file(fs: Any, lpath: str, rpath: str, callback: Callback, *,
-             single_put_limit: int = SINGLE_PUT_LIMIT, part_size: int = PART_SIZE) -> None:
-    """Upload ``lpath`` to ``rpath`` on the s3fs filesystem ``fs``, streamed."""
-    sync(fs.loop, _put_file, fs, lpath, rpath, callback, single_put_limit, part_size)
+             settings: TransferSettings | None = None) -> None:
+    """Upload ``lpath`` to ``rpath`` on the s3fs filesystem ``fs``, streamed; in
+    parts from ``settings.multipart_threshold`` on (default settings if ``None``)."""
+    sync(fs.loop, _put_file, fs, lpath, rpath, callback, settings or TransferSettings())
     fs.invalidate_cache(rpath)
 
 
 async def _put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
-                    single_put_limit: int, part_size: int) -> None:
+                    settings: TransferSettings) -> None:
     from s3fs.errors import translate_boto_error
 
     bucket, key, _ = fs.split_path(rpath)
@@ -113,12 +136,16 @@ async def _put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
         extra["ContentType"] = content_type
     await fs.set_session()
     s3 = await fs.get_s3(bucket)
+    part_size = max(settings.multipart_chunksize, MIN_PART)
     try:
-        if size <= single_put_limit:
+        if size <= SINGLE_PUT_LIMIT and (size < settings.multipart_threshold or size <= part_size):
             with FileWindow(lpath, 0, size, callback) as body:
                 await s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
         else:
-            await _put_multipart(s3, bucket, key, lpath, size, callback, part_size, extra)
+            await _put_multipart(s3, bucket, key, lpath, size, callback, part_size,
+                                 settings.max_concurrency, extra)
+    except RangeMismatch:
+        raise
     except Exception as exc:
         translated = translate_boto_error(exc)  # ClientError -> FileNotFoundError etc., as s3fs does
         if translated is exc:
@@ -127,30 +154,41 @@ async def _put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
 
 
 async def _put_multipart(s3: Any, bucket: str, key: str, lpath: str, size: int,
-                         callback: Callback, part_size: int, extra: dict[str, str]) -> None:
+                         callback: Callback, part_size: int, in_flight: int,
+                         extra: dict[str, str]) -> None:
     while math.ceil(size / part_size) > MAX_PARTS:
         part_size *= 2
     upload = await s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32",
-                                              **extra)
+                                              ChecksumType="FULL_OBJECT", **extra)
     upload_id = upload["UploadId"]
-    slots = asyncio.Semaphore(IN_FLIGHT)
+    slots = asyncio.Semaphore(in_flight)
+    crcs: dict[int, tuple[int, int]] = {}
 
     async def send(number: int) -> dict[str, Any]:
         start = (number - 1) * part_size
+        length = min(part_size, size - start)
         async with slots:
-            with FileWindow(lpath, start, min(part_size, size - start), callback) as body:
+            with FileWindow(lpath, start, length, callback) as body:
                 answer = await s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
                                               PartNumber=number, Body=body,
                                               ChecksumAlgorithm="CRC32")
-        return {"PartNumber": number, "ETag": answer["ETag"],
-                "ChecksumCRC32": answer.get("ChecksumCRC32")}
+                crc = body.crc
+        if crc is None:  # botocore did not read it through: it cannot have been sent whole
+            raise RangeMismatch(f"part {number} of {bucket}/{key} was not read to its end")
+        sent = answer.get("ChecksumCRC32")
+        if sent is not None and sent != s3_checksum_b64(crc):
+            raise RangeMismatch(f"part {number} of {bucket}/{key}: the store's CRC32 {sent} is "
+                                f"not that of the file's bytes {s3_checksum_b64(crc)}")
+        crcs[number] = (crc, length)
+        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC32": s3_checksum_b64(crc)}
 
     tasks = [asyncio.ensure_future(send(n)) for n in range(1, math.ceil(size / part_size) + 1)]
     try:
         parts = await asyncio.gather(*tasks)
-        parts = [{k: v for k, v in part.items() if v is not None} for part in parts]
-        await s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
-                                           MultipartUpload={"Parts": parts})
+        whole = s3_checksum_b64(CRC32.of_ranges(crcs[n] for n in sorted(crcs)))
+        await s3.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts},
+            ChecksumCRC32=whole, ChecksumType="FULL_OBJECT", MpuObjectSize=size)
     except BaseException:
         for task in tasks:
             task.cancel()
@@ -161,3 +199,17 @@ async def _put_multipart(s3: Any, bucket: str, key: str, lpath: str, size: int,
             log.warning("could not abort multipart upload of %s/%s: %s", bucket, key,
                         type(exc).__name__)
         raise
+    await _check_stored(s3, bucket, key, size, whole)
+
+
+async def _check_stored(s3: Any, bucket: str, key: str, size: int, crc: str) -> None:
+    """Compare what the store now holds with the file: size, and the full-object
+    CRC32 where the store reports one. (S3 checks the CRC32 sent with
+    ``CompleteMultipartUpload`` itself; moto does not, but computes the stored
+    object's checksum from its bytes, so this catches a bad store as well.)"""
+    head = await s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    stored = head.get("ChecksumCRC32")
+    if head.get("ContentLength") != size or (stored is not None and stored != crc):
+        raise RangeMismatch(
+            f"s3://{bucket}/{key} holds {head.get('ContentLength')} bytes with CRC32 {stored} "
+            f"after the upload; the file has {size} bytes with CRC32 {crc}")

@@ -71,8 +71,10 @@ class TransferSettings:
         multipart_threshold: objects of this many bytes or more are transferred
             in parts (uploads, on S3) or ranges (downloads, on every store with
             ranged reads). Default 8 MiB.
-        multipart_chunksize: bytes per part or range. Default 8 MiB (S3 parts
-            are at least 5 MiB, and grow so that an object has at most 10,000).
+        multipart_chunksize: the smallest part or range. Default 8 MiB. Parts
+            and ranges grow up to 8 times this so that each connection gets about
+            one (see :meth:`part_size`); S3 parts are at least 5 MiB, and grow so
+            that an object has at most 10,000.
         max_concurrency: parts or ranges in flight at once. Default 10.
     """
 
@@ -114,6 +116,15 @@ class TransferSettings:
                 f"from 1 to 64 (parts or ranges in flight), not {value!r}"
             )
         return cls(threshold, chunksize, concurrency)
+
+    def part_size(self, size: int) -> int:
+        """Bytes per range or part for an object of ``size`` bytes: enough that each
+        of ``max_concurrency`` connections gets about one (one wave: no connection
+        waits for a second while others idle), but at least ``multipart_chunksize``
+        and at most 8 times it, rounded up to a whole KiB."""
+        share = -(-size // self.max_concurrency)
+        chunk = min(max(share, self.multipart_chunksize), 8 * self.multipart_chunksize)
+        return -(-chunk // 1024) * 1024
 
     def splits(self, size: int | None) -> bool:
         """Whether an object of ``size`` bytes goes in parts (and more than one)."""
@@ -301,7 +312,7 @@ def download(fs: Any, protocol: str, rpath: str, lpath: str, size: int,
         Exception: the client library's own errors (not found, transport...).
     """
     callback.set_size(size)
-    ranges = plan(size, settings.multipart_chunksize)
+    ranges = plan(size, settings.part_size(size))
     if protocol in ("s3", "s3a"):
         from fsspec.asyn import sync
 

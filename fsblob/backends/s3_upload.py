@@ -136,7 +136,7 @@ async def _put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
         extra["ContentType"] = content_type
     await fs.set_session()
     s3 = await fs.get_s3(bucket)
-    part_size = max(settings.multipart_chunksize, MIN_PART)
+    part_size = max(settings.part_size(size), MIN_PART)
     try:
         if size <= SINGLE_PUT_LIMIT and (size < settings.multipart_threshold or size <= part_size):
             with FileWindow(lpath, 0, size, callback) as body:

@@ -96,7 +96,7 @@ def test_large_uploads_go_multipart_streamed_and_abort_on_failure(s3_case: Case,
     src.write_bytes(os.urandom(3 * MiB) + bytes(20 * MiB))
     rpath = f"{S3_BUCKET}/{s3_case.config['root_directory']}/parts.bin"
     s3_upload.put_file(manager.fs, str(src), rpath, NoOpCallback(),
-                       settings=TransferSettings(8 * MiB, 5 * MiB, 4))
+                       settings=TransferSettings(8 * MiB, 5 * MiB, 5))
     assert proxy.count("PUT", "partNumber=") == 5
     assert manager.fs.cat_file(rpath) == src.read_bytes()
 
@@ -104,7 +104,7 @@ def test_large_uploads_go_multipart_streamed_and_abort_on_failure(s3_case: Case,
     proxy.kill_after(12 * MiB)
     with pytest.raises(Exception):  # noqa: B017 (aiohttp or botocore, by where the cut lands)
         s3_upload.put_file(manager.fs, str(src), rpath + ".2", NoOpCallback(),
-                           settings=TransferSettings(8 * MiB, 5 * MiB, 4))
+                           settings=TransferSettings(8 * MiB, 5 * MiB, 5))
     proxy.start()
     assert not manager.fs.exists(rpath + ".2")
     assert manager.fs.cat_file(rpath) == src.read_bytes(), "the stored object was damaged"

@@ -47,9 +47,6 @@ class FileWindow(io.RawIOBase):
     botocore takes its Content-Length from ``len()``, hashes the body and seeks
     back (on plain http), and rewinds it to retry; aiohttp then streams it. No
     ``fileno()``, or aiohttp would size the whole file.
-
-    :attr:`crc` is the CRC32 of the window's bytes once one pass has read them
-    all in order (every pass reads the same bytes of the file).
     """
 
     def __init__(self, path: str, start: int, length: int, callback: Callback) -> None:
@@ -57,13 +54,6 @@ class FileWindow(io.RawIOBase):
         self._fd = os.open(path, os.O_RDONLY)
         self._start, self._length, self._pos, self._reported = start, length, 0, 0
         self._callback = callback
-        self._crc: int | None = None  # of bytes [0, _crc_end), read in order
-        self._crc_end = 0
-
-    @property
-    def crc(self) -> int | None:
-        """The CRC32 of the whole window, once a pass has read it to the end."""
-        return self._crc if self._crc_end == self._length else None
 
     def readable(self) -> bool:
         return True
@@ -89,10 +79,6 @@ class FileWindow(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         size = len(self) if size is None or size < 0 else min(size, len(self))
         data = os.pread(self._fd, size, self._start + self._pos) if size else b""
-        if self._pos == 0:
-            self._crc, self._crc_end = 0, 0
-        if self._pos == self._crc_end and self._crc is not None:
-            self._crc, self._crc_end = CRC32.update(data, self._crc), self._crc_end + len(data)
         self._pos += len(data)
         self._report()
         return data
@@ -168,17 +154,13 @@ async def _put_multipart(s3: Any, bucket: str, key: str, lpath: str, size: int,
         start = (number - 1) * part_size
         length = min(part_size, size - start)
         async with slots:
+            # the part's CRC32, in a thread (zlib lets go of the GIL), given to botocore
+            # so that it does not hash the part again in the event loop; S3 checks it
+            crc = await asyncio.to_thread(_crc32_of, lpath, start, length)
             with FileWindow(lpath, start, length, callback) as body:
                 answer = await s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
                                               PartNumber=number, Body=body,
-                                              ChecksumAlgorithm="CRC32")
-                crc = body.crc
-        if crc is None:  # botocore did not read it through: it cannot have been sent whole
-            raise RangeMismatch(f"part {number} of {bucket}/{key} was not read to its end")
-        sent = answer.get("ChecksumCRC32")
-        if sent is not None and sent != s3_checksum_b64(crc):
-            raise RangeMismatch(f"part {number} of {bucket}/{key}: the store's CRC32 {sent} is "
-                                f"not that of the file's bytes {s3_checksum_b64(crc)}")
+                                              ChecksumCRC32=s3_checksum_b64(crc))
         crcs[number] = (crc, length)
         return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC32": s3_checksum_b64(crc)}
 
@@ -200,6 +182,19 @@ async def _put_multipart(s3: Any, bucket: str, key: str, lpath: str, size: int,
                         type(exc).__name__)
         raise
     await _check_stored(s3, bucket, key, size, whole)
+
+
+def _crc32_of(path: str, start: int, length: int) -> int:
+    """The CRC32 of ``length`` bytes of a file from ``start``, read 1 MiB at a time."""
+    crc = 0
+    with open(path, "rb", buffering=0) as f:
+        f.seek(start)
+        while length > 0:
+            data = f.read(min(MiB, length))
+            if not data:
+                raise RangeMismatch(f"{path} shrank while it was being uploaded")
+            crc, length = CRC32.update(data, crc), length - len(data)
+    return crc
 
 
 async def _check_stored(s3: Any, bucket: str, key: str, size: int, crc: str) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+from fsspec.callbacks import Callback
 
 PART_SUFFIX = ".fsblob-part"
 
@@ -72,6 +73,14 @@ class LocalCopies:
             f.write(text)
         os.replace(tmp, state)
 
+    def recorded(self, dest: Path) -> dict[str, Any] | None:
+        """What :meth:`record` last wrote for ``dest`` (version and copy), if anything."""
+        try:
+            record = json.loads(self._state(dest).read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
     def forget(self, dest: Path) -> None:
         """Drop the record of ``dest`` (before it is replaced)."""
         self._state(dest).unlink(missing_ok=True)
@@ -103,6 +112,42 @@ def _snapshot(path: Path) -> Any:
             full = Path(dirpath, name)
             files[full.relative_to(path).as_posix()] = _snapshot(full)
     return files
+
+
+def snapshot(path: Path) -> Any:
+    """The size, mtime and inode of a file (per file for a directory) that
+    freshness records compare; ``None`` for anything else."""
+    return _snapshot(path)
+
+
+def copy_file(src: Path, dest: Path, callback: Callback, *, step: int = 64 * 2**20) -> None:
+    """Copy a local file's bytes into ``dest``, telling ``callback`` of the bytes
+    copied; in the kernel where it can (``copy_file_range``).
+
+    ``dest`` is opened without ``O_TRUNC`` (a fresh temporary is empty anyway):
+    on ext4 a file truncated and then rewritten is flushed to disk when closed.
+    """
+    size = src.stat().st_size
+    callback.set_size(size)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT, 0o666)
+    try:
+        with open(src, "rb") as fin:
+            done = 0
+            while done < size:
+                try:
+                    moved = os.copy_file_range(fin.fileno(), fd, min(step, size - done))
+                except OSError:  # not between these filesystems: copy in user space
+                    moved = os.pwrite(fd, os.pread(fin.fileno(), min(step, size - done), done), done)
+                    os.lseek(fd, done + moved, os.SEEK_SET)
+                    fin.seek(done + moved)
+                if moved == 0:
+                    break  # the source shrank while it was copied; the size check will say so
+                done += moved
+                callback.relative_update(moved)
+        if os.fstat(fd).st_size > done:
+            os.ftruncate(fd, done)
+    finally:
+        os.close(fd)
 
 
 def temp_sibling(dest: Path, *, directory: bool = False) -> Path:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import copy
-import glob
 import hashlib
-import json
 import logging
 import os
 import posixpath
-import secrets as _random
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,9 +15,9 @@ from typing import Any, ClassVar, TypeVar
 import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from fsblob import chunks, local_copy, paths, uris
+from fsblob import chunks, local_copy, paths, uris, versions
 from fsblob.base import BlobManager
-from fsblob.backends import get_backend, keys, s3_upload
+from fsblob.backends import get_backend, keys
 from fsblob.errors import (
     BlobConfigError,
     BlobError,
@@ -31,6 +28,7 @@ from fsblob.errors import (
 )
 from fsblob.logs import hide_secrets
 from fsblob.retry import RetryPolicy, is_not_found, is_transient
+from fsblob.transfer import Transfer
 
 log = logging.getLogger("fsblob")
 
@@ -39,23 +37,8 @@ T = TypeVar("T")
 #: Keys every backend accepts, read by the engine itself.
 ENGINE_KEYS = ("retries", "retry_deadline", "cache_directory", *chunks.TransferSettings.KEYS)
 
-#: Files of a directory up to this size are uploaded together, in one call.
-BATCH_FILE_SIZE = 8 * 2**20
-
 #: Which extra installs the client library of a protocol.
 _EXTRAS = {"s3": "s3", "s3a": "s3", "oss": "oss", "hdfs": "hdfs", "arrow_hdfs": "hdfs"}
-
-#: Info fields that change when an object's content changes, across filesystems.
-_VERSION_FIELDS = ("ETag", "etag", "md5", "LastModified", "last_modified", "mtime",
-                   "modificationTime", "created", "generation", "ino", "checksum")
-
-
-class _Mismatch(BlobTransferError):
-    """What was transferred does not match what was expected (short, corrupt, or
-    not renamed into place); worth another attempt."""
-
-    transient = True
-
 
 class FsspecBlobManager(BlobManager):
     """A blob manager on any fsspec filesystem.
@@ -103,9 +86,10 @@ class FsspecBlobManager(BlobManager):
         cache = keys.text(engine, "cache_directory", name)
         self._cache_dir = Path(cache).expanduser() if cache else local_copy.default_cache_dir()
         self._copies = local_copy.LocalCopies(self._cache_dir)
-        self._transfer = chunks.TransferSettings.from_config(engine, name)
         self._fs: fsspec.AbstractFileSystem | None = None
         self._fs_lock = threading.Lock()
+        self._transfer = Transfer(self._store, lambda: self.fs, self._copies, name,
+                                  chunks.TransferSettings.from_config(engine, name))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.root_url}>"
@@ -176,11 +160,24 @@ class FsspecBlobManager(BlobManager):
         name = src.name if src.name not in ("", ".", "..") else src.resolve().name
         dest = paths.join_under(self._store.root, name, what="the name of the uploaded file")
         callback = callback or DEFAULT_CALLBACK
-        if src.is_dir():
-            self._upload_tree(src, dest, callback)
-        else:
-            self._upload_file(src, dest, callback)
         uri = self._store.uri(dest)
+        if src.is_dir():
+            files = versions.scan(src)
+            if not files:
+                raise InvalidPathError(
+                    f"{self._name}: directory {src} holds no files; object stores cannot keep "
+                    "an empty directory, so there is nothing to upload"
+                )
+            self._call(f"upload {src} to {uri}",
+                       lambda: self._transfer.upload_tree(files, dest, callback))
+        elif src.is_file():
+            self._call(f"upload {src} to {uri}",
+                       lambda: self._transfer.upload_file(src, dest, callback))
+        else:
+            raise InvalidPathError(
+                f"{self._name}: {src} is not a regular file or directory (a pipe, socket or "
+                "device); save its bytes to a file and upload that"
+            )
         log.info("uploaded %s to %s", src, uri)
         return uri
 
@@ -238,7 +235,8 @@ class FsspecBlobManager(BlobManager):
         callback = callback or DEFAULT_CALLBACK
         uri = self._store.uri(path)
         with self._copies.locked(dest):
-            self._call(f"download {uri} to {dest}", lambda: self._fetch(path, dest, callback))
+            self._call(f"download {uri} to {dest}",
+                       lambda: self._transfer.fetch(path, dest, callback))
         return str(dest)
 
     # -- the rest of a store's life -----------------------------------------------
@@ -246,268 +244,34 @@ class FsspecBlobManager(BlobManager):
     def exists(self, remote_file_path: str) -> bool:
         """Whether an artifact is stored at this URI or relative path."""
         path = self._resolve(remote_file_path)
-        return self._call(f"check {self._store.uri(path)}", lambda: self._exists(path))
+        return self._call(f"check {self._store.uri(path)}", lambda: self._transfer.exists(path))
 
     def ls(self) -> list[str]:
         """The URIs of the artifacts stored directly under the root, sorted."""
 
-        def listing() -> list[str]:
-            try:
-                names = self.fs.ls(self._store.root, detail=False)
-            except FileNotFoundError:
-                return []
-            return [posixpath.join(self._store.root, posixpath.basename(n.rstrip("/")))
-                    for n in names]
-
-        names = self._call(f"list {self.root_url}", listing)
-        return sorted(self._store.uri(n) for n in names
-                      if not n.endswith(local_copy.PART_SUFFIX) and n != self._store.root)
+        names = self._call(f"list {self.root_url}", self._transfer.names)
+        return [self._store.uri(n) for n in names]
 
     def delete(self, remote_file_path: str) -> None:
         """Delete a stored artifact (a directory with everything in it)."""
         path = self._resolve(remote_file_path)
         uri = self._store.uri(path)
 
-        def remove() -> None:
-            self.fs.info(path)  # raises FileNotFoundError
-            self.fs.rm(path, recursive=True)
+        self._call(f"delete {uri}", lambda: self._transfer.delete(path))
 
-        self._call(f"delete {uri}", remove)
+    def gc(self, older_than: float = 86400.0) -> list[str]:
+        """Remove what no version needs any more: stored objects that no commit
+        record names, and temporaries of uploads that died; only those older than
+        ``older_than`` seconds (default a day), so that a running upload keeps its
+        own. Returns the URIs removed."""
+        return self._call(f"collect garbage under {self.root_url}",
+                          lambda: self._transfer.gc(older_than))
 
     # -- paths ----------------------------------------------------------------------
 
     def _resolve(self, uri: str | os.PathLike[str]) -> str:
         """The filesystem path of a URI or relative path, confined to the root."""
         return uris.resolve(self._store, _fspath(uri, "remote_file_path"), self._name)
-
-    # -- transfers --------------------------------------------------------------------
-
-    def _upload_file(self, src: Path, dest: str, callback: Callback) -> None:
-        size = src.stat().st_size
-        uri = self._store.uri(dest)
-
-        def attempt() -> None:
-            fs = self.fs
-            if self._store.atomic_put:
-                self._put(src, dest, callback)
-                self._check_size(dest, size)
-                return
-            tmp = self._remote_temp(dest)
-            try:
-                fs.makedirs(self._store.root, exist_ok=True)
-                self._put(src, tmp, callback)
-                self._check_size(tmp, size)
-                self._rename(tmp, dest)
-            except BaseException:
-                self._discard(tmp)
-                raise
-
-        self._call(f"upload {src} to {uri}", attempt)
-
-    def _upload_tree(self, src: Path, dest: str, callback: Callback) -> None:
-        files = sorted(p for p in src.rglob("*") if p.is_file())
-        if not files:
-            raise InvalidPathError(
-                f"{self._name}: directory {src} holds no files; object stores cannot keep "
-                "an empty directory, so there is nothing to upload"
-            )
-        relative = [p.relative_to(src).as_posix() for p in files]
-        for rel in relative:
-            paths.check_segments(rel, what=f"file {rel!r} in {src}")
-        sizes = {rel: p.stat().st_size for rel, p in zip(relative, files, strict=True)}
-        uri = self._store.uri(dest)
-
-        def put_tree(target: str) -> list[str]:
-            """Upload every file below ``target``; return what else is stored there."""
-            rpaths = {rel: f"{target}/{rel}" for rel in relative}
-            if not self._store.atomic_put:
-                for parent in sorted({posixpath.dirname(r) for r in rpaths.values()}):
-                    self.fs.makedirs(parent, exist_ok=True)
-            small = [rel for rel in relative if sizes[rel] <= BATCH_FILE_SIZE]
-            if small:  # in one call: asynchronous filesystems send them concurrently
-                self.fs.put([str(src / rel) for rel in small], [rpaths[rel] for rel in small],
-                            callback=callback)
-            for rel in relative:
-                if sizes[rel] > BATCH_FILE_SIZE:
-                    self._put(src / rel, rpaths[rel], callback)
-            stored = {posixpath.relpath(p, target): i.get("size")
-                      for p, i in self._tree(target).items()}
-            missing = [rel for rel, size in sizes.items() if stored.get(rel) != size]
-            if missing:
-                raise _Mismatch(
-                    f"{self._name}: after upload {len(missing)} file(s) under "
-                    f"{self._store.uri(target)} are missing or incomplete, e.g. {missing[0]!r}"
-                )
-            return [f"{target}/{rel}" for rel in stored if rel not in sizes]
-
-        def attempt() -> None:
-            if self._store.atomic_put:
-                stale = put_tree(dest)
-                if stale:
-                    self.fs.rm(stale)
-                return
-            fs, tmp, aside = self.fs, self._remote_temp(dest), self._remote_temp(dest)
-            try:
-                put_tree(tmp)
-                if self._exists(dest):
-                    fs.mv(dest, aside, recursive=True)
-                fs.mv(tmp, dest, recursive=True)
-                if self._exists(tmp):
-                    raise _Mismatch(f"{self._name}: the store did not rename {self._store.uri(tmp)}")
-            except BaseException:
-                self._discard(tmp)
-                raise
-            finally:
-                self._discard(aside)
-
-        self._call(f"upload {src} to {uri}", attempt)
-
-    def _fetch(self, path: str, dest: Path, callback: Callback) -> None:
-        """Bring ``dest`` up to date with remote ``path`` (runs under the lock)."""
-        self.fs.invalidate_cache(path)
-        info = self.fs.info(path)
-        if info.get("type") == "directory":
-            files = self._tree(path)
-            if not files:
-                raise FileNotFoundError(f"{path} is an empty directory")
-            version = json.dumps(
-                sorted((posixpath.relpath(p, path), _version(i)) for p, i in files.items())
-            )
-        else:
-            if self._store.etag is not None:
-                info = {**info, "etag": self._store.etag(self.fs, path)}
-            files, version = None, _version(info)
-        if self._copies.is_fresh(dest, version):
-            log.debug("%s is up to date", dest)
-            return
-        tmp = local_copy.temp_sibling(dest, directory=files is not None)
-        try:
-            if files is None:
-                verified = self._get_file(path, tmp, callback, info.get("size"))
-                self._verify(tmp, info, hashed=verified)
-            else:
-                targets = {}
-                for p in files:  # a key with '..' below the directory is refused here
-                    inside = paths.require_under(path, p, what="a listed file", where=path)
-                    targets[p] = tmp.joinpath(*inside[len(path):].strip("/").split("/"))
-                    targets[p].parent.mkdir(parents=True, exist_ok=True)
-                self._get_tree(targets, callback)
-                for p, target in targets.items():
-                    self._verify(target, files[p])
-            self._copies.forget(dest)
-            local_copy.replace(tmp, dest)
-            self._copies.record(dest, version)
-        finally:
-            local_copy.remove(tmp)
-            for stray in tmp.parent.glob(glob.escape(tmp.name) + "?*"):
-                local_copy.remove(stray)  # a client's own temporaries, e.g. oss2's resumable download
-
-    def _put(self, src: Path, rpath: str, callback: Callback) -> None:
-        """Upload one file, with the store's own writer if it has one."""
-        if self._store.put_file is None:
-            self.fs.put_file(str(src), rpath, callback=callback)
-        elif self._store.put_file is s3_upload.put_file:  # parts in flight per the settings
-            s3_upload.put_file(self.fs, str(src), rpath, callback, settings=self._transfer)
-        else:
-            self._store.put_file(self.fs, str(src), rpath, callback)
-
-    def _get_file(self, rpath: str, lpath: Path, callback: Callback,
-                  size: int | None = None) -> bool:
-        """Fetch one file: in parallel ranges from ``multipart_threshold`` on (then
-        return whether a store checksum verified it), else with the store's own
-        reader if it has one."""
-        if size is not None and self._transfer.splits(size) and chunks.supports_ranges(
-                self._store.protocol):
-            return chunks.download(self.fs, self._store.protocol, rpath, str(lpath), size,
-                                   self._transfer, callback)
-        if self._store.get_file is None:
-            self.fs.get_file(rpath, str(lpath), callback=callback, **self._store.get_options)
-        else:
-            self._store.get_file(self.fs, rpath, str(lpath), callback)
-        return False
-
-    def _get_tree(self, targets: Mapping[str, Path], callback: Callback) -> None:
-        """Fetch many files; in one call where the filesystem can overlap them."""
-        if self._store.get_file is None:
-            self.fs.get(list(targets), [str(t) for t in targets.values()], callback=callback,
-                        **self._store.get_options)
-            return
-        callback.set_size(len(targets))
-        for rpath, lpath in targets.items():
-            self._get_file(rpath, lpath, DEFAULT_CALLBACK)
-            callback.relative_update(1)
-
-    def _verify(self, local: Path, info: Mapping[str, Any], *, hashed: bool = False) -> None:
-        size = local.stat().st_size
-        if info.get("size") is not None and size != info["size"]:
-            raise _Mismatch(
-                f"{self._name}: received {size} bytes of {info.get('name')}, expected {info['size']}"
-            )
-        etag = str(info.get("ETag") or info.get("etag") or "").strip('"').lower()
-        if (self._store.md5_etag and len(etag) == 32 and not hashed
-                and info.get("ServerSideEncryption") != "aws:kms"):
-            with open(local, "rb") as f:
-                digest = hashlib.file_digest(f, "md5").hexdigest()
-            if digest != etag:
-                raise _Mismatch(
-                    f"{self._name}: the bytes received for {info.get('name')} do not match "
-                    f"the store's MD5 ({digest} != {etag})"
-                )
-
-    def _check_size(self, path: str, size: int) -> None:
-        self.fs.invalidate_cache(path)
-        stored = self.fs.info(path).get("size")
-        if stored != size:
-            raise _Mismatch(
-                f"{self._name}: {self._store.uri(path)} holds {stored} bytes after upload, expected {size}"
-            )
-
-    def _tree(self, path: str) -> dict[str, dict[str, Any]]:
-        """Every file below ``path``, with its info, listed afresh."""
-        self.fs.invalidate_cache(path)
-        found = self.fs.find(path, withdirs=False, detail=True)
-        return {p: i for p, i in found.items() if i.get("type") != "directory"}
-
-    def _rename(self, tmp: str, dest: str) -> None:
-        """Move an uploaded temporary into place; notice a rename that did nothing."""
-        if self._store.protocol in ("file", "local"):
-            os.replace(tmp, dest)  # atomic; never moves into a directory named like dest
-            return
-        if self._exists(dest):
-            try:
-                self.fs.rm(dest, recursive=True)  # HDFS renames never overwrite
-            except FileNotFoundError:
-                pass  # another uploader removed it first
-        self.fs.mv(tmp, dest)
-        if self._exists(tmp):
-            raise _Mismatch(
-                f"{self._name}: the store did not rename {self._store.uri(tmp)} to "
-                f"{self._store.uri(dest)}"
-            )
-
-    def _exists(self, path: str) -> bool:
-        """Like ``fs.exists``, but an unreachable store raises instead of saying no."""
-        self.fs.invalidate_cache(path)
-        try:
-            self.fs.info(path)
-        except Exception as exc:
-            if is_not_found(exc):
-                return False
-            raise
-        return True
-
-    def _remote_temp(self, dest: str) -> str:
-        parent, name = posixpath.split(dest)
-        return f"{parent}/.{name[:100]}.{_random.token_hex(6)}{local_copy.PART_SUFFIX}"
-
-    def _discard(self, path: str) -> None:
-        """Remove a remote temporary if it is still there; never raise."""
-        try:
-            if self._exists(path):
-                self.fs.rm(path, recursive=True)
-        except Exception as exc:  # the original error matters more than this one
-            log.warning("could not remove temporary %s: %s", self._store.uri(path),
-                        describe(exc, self._secrets))
 
     # -- errors ---------------------------------------------------------------------
 
@@ -550,12 +314,6 @@ def _merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]
             value = _merged(merged[key], value)
         merged[key] = value
     return merged
-
-
-def _version(info: Mapping[str, Any]) -> str:
-    """A string that changes when the remote object's content changes."""
-    fields = {key: str(info[key]) for key in _VERSION_FIELDS if info.get(key) is not None}
-    return json.dumps({"size": info.get("size"), **fields}, sort_keys=True)
 
 
 def _fspath(value: Any, what: str) -> str:

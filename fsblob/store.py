@@ -47,6 +47,10 @@ class Store:
         get_file: a replacement for the filesystem's ``get_file``, called as
             ``get_file(fs, rpath, lpath, callback)``, where the client's own read
             path is unsafe.
+        replace: a function ``(fs, src, dest)`` that renames ``src`` over an existing
+            file ``dest`` in one step, for rename stores whose filesystem cannot
+            (WebHDFS's rename with ``OVERWRITE``). Without it, fsblob moves the old
+            file aside first and back if the rename fails.
         etag: for stores whose ``info()`` lacks an ETag, a function
             ``(fs, path) -> str`` asking the store for it, so that a replaced
             object of the same size and second is still noticed.
@@ -64,6 +68,7 @@ class Store:
     put_file: Callable[[Any, str, str, Any], None] | None = None
     get_file: Callable[[Any, str, str, Any], None] | None = None
     etag: Callable[[Any, str], str] | None = None
+    replace: Callable[[Any, str, str], None] | None = None
 
     def uri(self, path: str) -> str:
         """The URI of a filesystem path of this store."""

@@ -43,7 +43,7 @@ def test_bad_values_name_the_key_and_the_backend(key: str, value: object) -> Non
 def test_every_backend_takes_the_keys(tmp_path: Path) -> None:
     keys = {"multipart_threshold": "16MiB", "multipart_chunksize": "16MiB", "max_concurrency": "4"}
     manager = LocalBlobManager({"root_directory": str(tmp_path), **keys})
-    assert manager._transfer == TransferSettings(16 * MiB, 16 * MiB, 4)
+    assert manager._transfer.settings == TransferSettings(16 * MiB, 16 * MiB, 4)
     with pytest.raises(BlobConfigError, match="max_concurrency"):
         S3BlobManager({"bucket_name": "b", "max_concurrency": "many"})
 

@@ -213,13 +213,20 @@ def test_pandas_reads_returned_uris(case: Case, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(pd.read_parquet(parquet_uri, storage_options=options), frame)
 
 
-def test_a_file_never_lands_inside_a_stored_directory_of_its_name(local_case: Case, tmp_path: Path) -> None:
-    manager = local_case.make()
-    _file(tmp_path / "tree" / "thing" / "inner.bin")
-    manager.upload(tmp_path / "tree" / "thing")
-    _file(tmp_path / "file" / "thing", 10)
-    with pytest.raises(BlobError, match="thing"):
-        manager.upload(tmp_path / "file" / "thing")
-    stored = Path(manager.root_url) / "thing"
-    assert sorted(p.name for p in stored.iterdir()) == ["inner.bin"]
-    assert _leftovers(Path(manager.root_url)) == []
+def test_a_name_can_switch_between_file_and_tree_both_ways(case: Case, tmp_path: Path) -> None:
+    manager = case.make()
+    _file(tmp_path / "tree" / "thing" / "inner.bin", seed=1)
+    _file(tmp_path / "file" / "thing", 10, seed=2)
+    uri = manager.upload(tmp_path / "file" / "thing")
+    assert manager.upload(tmp_path / "tree" / "thing") == uri
+    got = Path(manager.download(uri, tmp_path / "out1"))
+    assert got.is_dir() and sorted(p.name for p in got.iterdir()) == ["inner.bin"]
+    assert manager.ls() == [uri], "the name is listed once"
+
+    assert manager.upload(tmp_path / "file" / "thing") == uri
+    got = Path(manager.download(uri, tmp_path / "out2"))
+    assert got.is_file() and got.read_bytes() == (tmp_path / "file" / "thing").read_bytes()
+    assert manager.ls() == [uri]
+    with fsspec.open(uri, "rb", **manager.storage_options) as f:
+        assert f.read() == got.read_bytes()
+    assert _leftovers(tmp_path) == []

@@ -12,7 +12,8 @@ from typing import Any
 class LocalReads:
     """Counts files opened for reading below ``root`` (a Python audit hook).
 
-    Hidden names (fsblob's temporaries, lock files) are not counted.
+    Hidden names (fsblob's temporaries, lock files, commit records) are not
+    counted; stored objects (``.fsblob/objects/``) are.
     """
 
     def __init__(self, root: str | None = None) -> None:
@@ -25,8 +26,10 @@ class LocalReads:
         if event != "open" or self.root is None or not isinstance(args[0], str):
             return
         mode = args[1] if isinstance(args[1], str) else "r"
+        relative = args[0][len(self.root) + 1:]
+        hidden = any(part.startswith(".") for part in relative.split("/"))
         if args[0].startswith(self.root + "/") and "r" in mode and "+" not in mode \
-                and not os.path.basename(args[0]).startswith("."):
+                and (not hidden or relative.startswith(".fsblob/objects/")):
             with self._lock:
                 self.count += 1
 

@@ -97,6 +97,7 @@ def store(config: Mapping[str, Any]) -> Store:
         requirements=LIBHDFS_REQUIREMENTS if protocol == "hdfs" else "",
         put_file=_webhdfs_put_file if protocol == "webhdfs" else None,
         get_file=_webhdfs_get_file if protocol == "webhdfs" else None,
+        replace=_webhdfs_replace if protocol == "webhdfs" else None,
     )
 
 
@@ -133,6 +134,15 @@ def _webhdfs_put_file(fs: Any, lpath: str, rpath: str, callback: Callback) -> No
 
     with _webhdfs_call(fs, "put", "CREATE", rpath, data=body(), overwrite="true",
                        headers={"content-type": "application/octet-stream"}):
+        pass
+
+
+def _webhdfs_replace(fs: Any, src: str, dest: str) -> None:
+    """Rename ``src`` over ``dest`` in one step: WebHDFS's RENAME with
+    ``renameoptions=OVERWRITE`` (HDFS's rename2), which fails loudly instead of
+    answering ``false``, and never moves into a directory named like ``dest``."""
+    with _webhdfs_call(fs, "put", "RENAME", src, destination=fs._strip_protocol(dest),
+                       renameoptions="OVERWRITE"):
         pass
 
 

@@ -620,7 +620,36 @@ class _Handler(BaseHTTPRequestHandler):
         if not dst.startswith("/"):
             raise HdfsError("IllegalArgumentException",
                             f'Invalid value for webhdfs parameter "destination": {dst}')
+        if "OVERWRITE" in q.get("renameoptions", "").upper().split(","):
+            self._rename2(hpath, self.server.owner.normalize(dst), user)
+            self._send(200)
+            return
         self._send(200, {"boolean": self._rename(hpath, self.server.owner.normalize(dst), user)})
+
+    def _rename2(self, src: str, dst: str, user: str) -> None:
+        """HDFS's rename2 with OVERWRITE: replaces a file (or an empty directory) in one
+        step, raises instead of answering false, never moves into a directory."""
+        srv = self.server.owner
+        with srv._lock:
+            s, d = srv.local(src), srv.local(dst)
+            if src == "/" or not s.exists():
+                raise HdfsError("FileNotFoundException", f"File does not exist: {src}")
+            if not srv.local(_parent(dst)).is_dir():
+                raise HdfsError("FileNotFoundException", f"rename destination parent {_parent(dst)} not found.")
+            if dst == src or dst.startswith(src + "/"):
+                raise HdfsError("IOException", f"Rename {src} to {dst} is not allowed")
+            if d.exists():
+                if d.is_dir() != s.is_dir():
+                    raise HdfsError("IOException", f"Source {src} and destination {dst} must both be directories")
+                if d.is_dir() and any(d.iterdir()):
+                    raise HdfsError("IOException", f"rename destination directory is not empty: {dst}")
+            srv._check(_parent(src), user, "wx")
+            srv._check(_parent(dst), user, "wx")
+            if d.is_dir():
+                d.rmdir()
+            os.replace(s, d)
+            srv._move_meta(dst, None)
+            srv._move_meta(src, dst)
 
     def _rename(self, src: str, dst: str, user: str) -> bool:
         """HDFS's original rename: never overwrites, moves into an existing directory."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_parts_give_each_connection_about_one_within_one_to_eight_chunks() -> No
 @given(st.binary(max_size=3000), st.lists(st.integers(0, 3000), max_size=6))
 def test_combined_crcs_equal_the_crc_of_the_whole(data: bytes, cuts: list[int]) -> None:
     bounds = sorted({0, len(data), *(min(c, len(data)) for c in cuts)})
-    pieces = [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    pieces = [data[a:b] for a, b in itertools.pairwise(bounds)]
     assert CRC32.of_ranges((CRC32.update(p, 0), len(p)) for p in pieces) == zlib.crc32(data)
     for kind in (crc64nvme(), crc64ecma()):
         assert kind.of_ranges((kind.update(p, 0), len(p)) for p in pieces) == kind.update(data, 0)

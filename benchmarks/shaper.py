@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 CHUNK = 64 * 1024
 MIN_BUFFER = 256 * 1024
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?(?:/s)?\s*$", re.I)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?(?:/s)?\s*$", re.IGNORECASE)
 
 
 def parse_rate(text: str) -> float:
@@ -149,7 +149,7 @@ class Shaper:
         try:
             try:
                 up_r, up_w = await asyncio.wait_for(asyncio.open_connection(*self.upstream), 10)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 client_w.close()
                 return
             await asyncio.gather(self._pipe(client_r, up_w), self._pipe(up_r, client_w),

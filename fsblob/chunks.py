@@ -49,7 +49,7 @@ PIECE = MiB
 #: Protocols where ranges gain nothing: the local copier is faster.
 _NO_RANGES = frozenset({"file", "local"})
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.I)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
@@ -536,5 +536,15 @@ def s3_checksum_b64(value: int, kind: CrcKind = CRC32) -> str:
     return base64.b64encode(value.to_bytes(kind.width // 8, "big")).decode()
 
 
-__all__ = ["TransferSettings", "RangeMismatch", "CrcKind", "CRC32", "crc64nvme", "crc64ecma",
-           "download", "supports_ranges", "plan", "s3_checksum_b64"]
+__all__ = [
+    "CRC32",
+    "CrcKind",
+    "RangeMismatch",
+    "TransferSettings",
+    "crc64ecma",
+    "crc64nvme",
+    "download",
+    "plan",
+    "s3_checksum_b64",
+    "supports_ranges",
+]

@@ -24,7 +24,7 @@ import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from fsblob import chunks, local_copy, paths, versions
-from fsblob.backends import s3_upload
+from fsblob.backends import oss_upload, s3_upload
 from fsblob.errors import BlobTransferError, PathOutsideRootError
 from fsblob.retry import is_not_found
 from fsblob.store import Store
@@ -467,6 +467,8 @@ class Transfer:
         """Upload one file, with the store's own writer if it has one."""
         if self.store.protocol in ("file", "local"):
             local_copy.copy_file(src, Path(rpath), callback)
+        elif self.store.protocol == "oss" and self.settings.splits(src.stat().st_size):
+            oss_upload.put_file(self.fs, str(src), rpath, callback, self.settings)
         elif self.store.put_file is None:
             self.fs.put_file(str(src), rpath, callback=callback)
         elif self.store.put_file is s3_upload.put_file:  # parts in flight per the settings

@@ -24,7 +24,7 @@ import pytest
 from benchmarks.shaper import Shaper
 from fsblob import BlobTransferError
 from fsblob.local_copy import PART_SUFFIX
-from tests.conftest import S3_BUCKET, Case, Meter
+from tests.conftest import OSS_BUCKET, S3_BUCKET, Case, Meter
 from tests.servers.proxy import Upstream
 
 MiB = 2**20
@@ -228,3 +228,35 @@ def test_a_failed_multipart_upload_is_aborted_and_keeps_the_previous_version(
     assert client.list_multipart_uploads(Bucket=S3_BUCKET, Prefix=key).get("Uploads") is None
     assert Path(manager.download(uri, tmp_path / "out")).read_bytes() == b"old"
 
+
+
+FIVE_MIB_PARTS = {"multipart_threshold": "6MiB", "multipart_chunksize": "5MiB",
+                  "max_concurrency": 4}
+
+
+def test_oss_uploads_go_as_parallel_parts_checked_by_crc64(oss_case: Case, tmp_path: Path) -> None:
+    """oss2 checks each part's CRC64 and the whole object's against OSS's answers
+    (the emulator computes them from the bytes it stored)."""
+    manager = oss_case.make(**FIVE_MIB_PARTS)
+    src = tmp_path / "parts.bin"
+    src.write_bytes(_data(12 * MiB))
+    meter = Meter()
+    uri = manager.upload(src, callback=meter)
+    assert oss_case.server.count("PUT", "partNumber=") == 3
+    assert meter.bytes == 12 * MiB
+    assert Path(manager.download(uri, tmp_path / "out")).read_bytes() == src.read_bytes()
+
+
+def test_a_failed_oss_multipart_upload_is_aborted(oss_case: Case, moto_server: Any,
+                                                   tmp_path: Path) -> None:
+    manager = oss_case.make(**FIVE_MIB_PARTS, retries=0)
+    src = tmp_path / "parts.bin"
+    src.write_bytes(b"old")
+    uri = manager.upload(src)
+    src.write_bytes(_data(12 * MiB))
+    with pytest.raises(BlobTransferError):
+        manager.upload(src, callback=_FailAPart(oss_case.server))
+    key = f"{oss_case.config['root_directory']}/parts.bin"
+    client = boto3.client("s3", endpoint_url=moto_server.url)
+    assert client.list_multipart_uploads(Bucket=OSS_BUCKET, Prefix=key).get("Uploads") is None
+    assert Path(manager.download(uri, tmp_path / "out")).read_bytes() == b"old"

@@ -204,11 +204,6 @@ def file_md5(path: Path) -> str:
     return _entry(path).md5
 
 
-def load(data: Any, where: str) -> Record:
-    """A record from the bytes a store returned."""
-    return Record.from_json(bytes(data), where)
-
-
 def stamp() -> float:
     """Now, as a record's ``created`` time."""
     return time.time()

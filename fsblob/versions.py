@@ -37,7 +37,6 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fsblob import paths
 from fsblob.errors import InvalidPathError

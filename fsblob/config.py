@@ -112,13 +112,18 @@ def _blob_section(config: Any, *, missing: str) -> Mapping[str, Any]:
             f"blob_manager_config, not {type(config).__name__}"
         )
     value = config.get("blob_manager_class")
-    if not value or not isinstance(value, str):
+    if value is not None and not isinstance(value, str):
+        raise BlobConfigError(
+            f"blob_manager_class must be a class path such as fsblob.LocalBlobManager, "
+            f"not {type(value).__name__}"
+        )
+    if not value:
         raise BlobConfigError(
             "The `blob_manager_class` option of blob config is not configured: the 'blob' "
             "section has no blob_manager_class; set it to a class path such as "
             "fsblob.LocalBlobManager or fsblob.S3BlobManager"
         )
-    _customized(config)
+    _customized(config)  # refuse a blob_manager_config that is not a mapping, now
     return config
 
 

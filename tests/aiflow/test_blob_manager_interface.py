@@ -133,6 +133,8 @@ def test_a_bad_section_is_refused_at_construction_in_aiflow_s_words(make: type, 
             make(section)
     with pytest.raises(BlobConfigError, match="blob_manager_config must be a mapping"):
         make({'blob_manager_class': 'x.Y', 'blob_manager_config': 'root_directory=/r'})
+    with pytest.raises(BlobConfigError, match="blob_manager_class must be a class path"):
+        make({'blob_manager_class': ['x.Y']})
 
 
 def test_master_config_without_a_customized_config() -> None:

@@ -7,7 +7,7 @@ that backend is first used.
 """
 
 from fsblob.backends import register_backend
-from fsblob.config import BlobConfig, BlobManagerFactory, load_project_config
+from fsblob.config import BlobConfig, BlobManagerConfig, BlobManagerFactory, load_project_config
 from fsblob.errors import (
     BlobConfigError,
     BlobError,
@@ -31,6 +31,7 @@ __all__ = [
     "BlobConfigError",
     "BlobError",
     "BlobManager",
+    "BlobManagerConfig",
     "BlobManagerFactory",
     "BlobNotFoundError",
     "BlobTransferError",

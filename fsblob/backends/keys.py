@@ -14,6 +14,8 @@ _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{0,254}$")
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
+#: AIFlow's message for a missing key, where it differs from the usual one.
+_AIFLOW_MISSING = {"hdfs_url": "`hdfs_url` is not configured"}
 
 
 def check_keys(config: Mapping[str, Any], known: Iterable[str], backend: str) -> None:
@@ -45,8 +47,9 @@ def text(config: Mapping[str, Any], key: str, backend: str) -> str | None:
 def required(config: Mapping[str, Any], key: str, backend: str, *, fix: str) -> str:
     """A string value that must be there; ``fix`` says what to set it to."""
     value = text(config, key, backend)
-    if value is None:
-        raise BlobConfigError(f"{backend}: blob_manager_config key {key!r} is missing; {fix}")
+    if value is None:  # AIFlow's words inside, for code and runbooks that match on them
+        aiflow = _AIFLOW_MISSING.get(key, f"`{key}` option of blob manager config is not configured")
+        raise BlobConfigError(f"{backend}: blob_manager_config key {key!r} is missing ({aiflow}); {fix}")
     return value
 
 

@@ -22,6 +22,7 @@ from fsspec.core import split_protocol
 
 from fsblob.errors import BlobConfigError
 from fsblob.base import BlobManager
+from fsblob.manager import FsspecBlobManager
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -185,8 +186,6 @@ def _anchor_local_root(blob: Mapping[str, Any], base_dir: str) -> dict[str, Any]
 
 def _is_local(class_path: Any, config: Mapping[str, Any]) -> bool:
     """Whether ``class_path`` with ``config`` stores on the local filesystem."""
-    from fsblob.manager import FsspecBlobManager  # the engine imports this module's neighbours
-
     if not isinstance(class_path, str) or "." not in class_path:
         return False
     module_name, _, attr = class_path.rpartition(".")

@@ -67,7 +67,9 @@ def _upload(manager: FsspecBlobManager, args: argparse.Namespace) -> int:
 
 def _download(manager: FsspecBlobManager, args: argparse.Namespace) -> int:
     log.info("download %s to %s", args.uri, args.dir or "the cache")
-    print(manager.download(args.uri, args.dir, callback=_progress(args.uri)))
+    path = manager.download(args.uri, args.dir, callback=_progress(args.uri))
+    log.info("%s is at %s, complete and verified", args.uri, path)
+    print(path)
     return 0
 
 
@@ -170,17 +172,21 @@ class _RetryAsInfo(logging.Filter):
         return True
 
 
+_HANDLER = logging.StreamHandler()
+_HANDLER.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+_RETRY_AS_INFO = _RetryAsInfo()
+
+
 def _configure_logging(verbosity: int) -> None:
     """Warnings only; ``-v``: everything fsblob logs; ``-vv``: the libraries' debug too."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    handler.setLevel(logging.DEBUG if verbosity >= 1 else logging.WARNING)
+    _HANDLER.setStream(sys.stderr)
+    _HANDLER.setLevel(logging.DEBUG if verbosity >= 1 else logging.WARNING)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.addHandler(_HANDLER)
     root.setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
     fsblob_log = logging.getLogger("fsblob")
     fsblob_log.setLevel(logging.DEBUG if verbosity >= 1 else logging.WARNING)
-    fsblob_log.addFilter(_RetryAsInfo())
+    fsblob_log.addFilter(_RETRY_AS_INFO)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -100,6 +100,11 @@ class FsspecBlobManager(BlobManager):
             fsspec.get_filesystem_class(self._store.protocol)
         except ImportError as exc:
             raise self._error(exc, f"open the {self._store.protocol!r} filesystem", 1) from None
+        except ValueError:
+            raise BlobConfigError(
+                f"{name}: the backend's protocol {self._store.protocol!r} is not a known fsspec "
+                "protocol; register its filesystem with fsspec.register_implementation"
+            ) from None
         self._retry = RetryPolicy(
             retries=_count(engine, "retries", name, default=4),
             deadline=_seconds(engine, "retry_deadline", name, default=60.0),

@@ -132,6 +132,12 @@ def test_check_keys_is_public_for_backend_authors(tmp_path: Path) -> None:
         FsspecBlobManager({"backend": "team-checked", "taem": "vision"})
 
 
+def test_custom_backend_with_an_unknown_protocol_fails_when_built() -> None:
+    fsblob.register_backend("no-such-protocol", lambda config: Store(protocol="nosuchfs", root="/x"))
+    with pytest.raises(BlobConfigError, match="'nosuchfs' is not a known fsspec protocol"):
+        FsspecBlobManager({"backend": "no-such-protocol"})
+
+
 @pytest.mark.parametrize("value, seconds", [(2.5, 2.5), ("2.5", 2.5), (3, 3.0), ("0", 0.0)])
 def test_retry_deadline_takes_seconds_as_a_number(value: Any, seconds: float) -> None:
     manager = FsspecBlobManager({"root_directory": "memory://x", "retry_deadline": value})

@@ -7,6 +7,7 @@ that backend is first used.
 """
 
 from fsblob.backends import register_backend
+from fsblob.backends.keys import check_keys
 from fsblob.config import BlobConfig, BlobManagerConfig, BlobManagerFactory, load_project_config
 from fsblob.errors import (
     BlobConfigError,
@@ -43,6 +44,7 @@ __all__ = [
     "PathOutsideRootError",
     "S3BlobManager",
     "Store",
+    "check_keys",
     "load_project_config",
     "register_backend",
 ]

@@ -14,6 +14,8 @@ changes its class path::
 
 from __future__ import annotations
 
+import datetime
+import difflib
 import importlib
 import os
 import re
@@ -21,9 +23,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
+from fsspec.core import split_protocol
 
 from fsblob.errors import BlobConfigError
 from fsblob.base import BlobManager
+from fsblob.manager import FsspecBlobManager
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -200,25 +204,102 @@ def load_project_config(path: str | os.PathLike[str]) -> BlobConfig:
     """Read the ``blob`` section of a ``project.yaml`` file.
 
     ``${NAME}`` in any string value is replaced by the environment variable
-    ``NAME``, so secrets need not be written in the file.
+    ``NAME``, so secrets need not be written in the file. A YAML date (such as
+    ``api_version: 2006-03-01`` unquoted) is read back as its ISO text. A
+    relative ``root_directory`` of a local store is taken relative to the
+    file's own directory, so the project works from any working directory
+    (a config given to a manager in Python keeps AIFlow's reading: relative to
+    the current directory).
 
     Raises:
-        BlobConfigError: the file cannot be read or parsed, has no ``blob``
-            section, or refers to an undefined variable.
+        BlobConfigError: the file cannot be read or parsed (the message gives
+            the line and column), has no ``blob`` section, has a misspelled key
+            in it, or refers to an undefined variable.
     """
+    where = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as f:
             document = yaml.safe_load(f)
     except OSError as exc:
-        raise BlobConfigError(f"cannot read project file {os.fspath(path)}: {exc.strerror}") from None
+        raise BlobConfigError(f"cannot read project file {where}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise BlobConfigError(f"project file {os.fspath(path)} is not valid YAML: {exc}") from None
+        raise BlobConfigError(f"project file {where} is not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(document, Mapping) or "blob" not in document:
+        close = _close(document.keys() if isinstance(document, Mapping) else (), "blob")
+        hint = f" (is {close!r} a misspelling of 'blob'?)" if close else ""
         raise BlobConfigError(
-            f"project file {os.fspath(path)} has no 'blob' section; add one with "
+            f"project file {where} has no 'blob' section{hint}; add one with "
             "blob_manager_class and blob_manager_config"
         )
-    return BlobConfig(_expand(document["blob"], "blob"))
+    blob = _expand(document["blob"], "blob")
+    if isinstance(blob, Mapping):
+        _check_section_keys(blob, where)
+        blob = _anchor_local_root(blob, os.path.dirname(os.path.abspath(where)))
+    return BlobConfig(blob)
+
+
+_SECTION_KEYS = ("blob_manager_class", "blob_manager_config")
+
+
+def _check_section_keys(blob: Mapping[str, Any], where: str) -> None:
+    """Refuse a key of the ``blob`` section other than its two (most often a typo)."""
+    for key in blob:
+        if key not in _SECTION_KEYS:
+            close = difflib.get_close_matches(str(key), _SECTION_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise BlobConfigError(
+                f"project file {where}: unknown key {key!r} in the 'blob' section; {hint}"
+                f"the section takes {' and '.join(_SECTION_KEYS)}"
+            )
+
+
+def _close(keys: Any, wanted: str) -> str | None:
+    """A key of ``keys`` that looks like a misspelling of ``wanted``."""
+    for key in keys:
+        if isinstance(key, str) and difflib.get_close_matches(wanted, [key], n=1, cutoff=0.75):
+            return key
+    return None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """``line L, column C: <problem>``, from PyYAML's multi-line message."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    if mark is None:
+        return problem
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+def _anchor_local_root(blob: Mapping[str, Any], base_dir: str) -> dict[str, Any]:
+    """The section with a local store's relative ``root_directory`` made absolute
+    against ``base_dir`` (the project file's directory)."""
+    blob = dict(blob)
+    config = blob.get("blob_manager_config")
+    if not isinstance(config, Mapping):
+        return blob
+    root = config.get("root_directory")
+    if (not isinstance(root, str) or not root or split_protocol(root)[0]
+            or os.path.isabs(os.path.expanduser(root))
+            or not _is_local(blob.get("blob_manager_class"), config)):
+        return blob
+    blob["blob_manager_config"] = {**config, "root_directory": os.path.join(base_dir, root)}
+    return blob
+
+
+def _is_local(class_path: Any, config: Mapping[str, Any]) -> bool:
+    """Whether ``class_path`` with ``config`` stores on the local filesystem."""
+    if not isinstance(class_path, str) or "." not in class_path:
+        return False
+    module_name, _, attr = class_path.rpartition(".")
+    try:
+        blob_class = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError):
+        return False  # the factory reports it, with the fix
+    if not isinstance(blob_class, type) or not issubclass(blob_class, FsspecBlobManager):
+        return False
+    backend = blob_class.backend or config.get("backend") or "fsspec"
+    return backend == "local" or (
+        backend == "fsspec" and config.get("protocol") in (None, "", "file", "local"))
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -233,6 +314,8 @@ def _expand(value: Any, where: str) -> Any:
             return os.environ[name]
 
         return _ENV_REFERENCE.sub(substitute, value)
+    if isinstance(value, datetime.date):  # YAML reads 2006-03-01 as a date: give the text back
+        return value.isoformat()
     if isinstance(value, Mapping):
         return {k: _expand(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list):

@@ -18,9 +18,25 @@ _FALSE = {"false", "no", "off", "0"}
 _AIFLOW_MISSING = {"hdfs_url": "`hdfs_url` is not configured"}
 
 
+#: Keys every backend takes: the engine reads them before the backend sees the config.
+ENGINE_KEYS = ("retries", "retry_deadline", "cache_directory")
+
+
 def check_keys(config: Mapping[str, Any], known: Iterable[str], backend: str) -> None:
-    """Refuse keys the backend does not document (most often a typo)."""
-    known = sorted(known)
+    """Refuse keys the backend does not document (most often a typo).
+
+    The error names the key and the backend, suggests the closest valid key, and
+    lists them all, the engine's own (:data:`ENGINE_KEYS`) included. A backend
+    of your own calls it first, as the built-in ones do::
+
+        def team_store(config):
+            fsblob.check_keys(config, ("team", "profile"), "team")
+            ...
+
+    Raises:
+        BlobConfigError: a key of ``config`` is neither in ``known`` nor an engine key.
+    """
+    known = sorted({*known, *ENGINE_KEYS})
     for key in config:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)

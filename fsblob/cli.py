@@ -90,6 +90,14 @@ def _url(manager: FsspecBlobManager, args: argparse.Namespace) -> int:
     return 0
 
 
+def _gc(manager: FsspecBlobManager, args: argparse.Namespace) -> int:
+    removed = manager.gc(older_than=args.older_than)
+    for uri in removed:
+        log.info("removed %s", uri)
+    print(f"removed {len(removed)} unreferenced object(s) and dead temporaries")
+    return 0
+
+
 #: Subcommand name -> what it runs.
 COMMANDS: dict[str, Callable[[FsspecBlobManager, argparse.Namespace], int]] = {
     "upload": _upload,
@@ -97,6 +105,7 @@ COMMANDS: dict[str, Callable[[FsspecBlobManager, argparse.Namespace], int]] = {
     "ls": _ls,
     "rm": _rm,
     "url": _url,
+    "gc": _gc,
 }
 
 
@@ -126,6 +135,12 @@ def _parser() -> argparse.ArgumentParser:
                      metavar="DURATION",
                      help=f"how long the URL works: seconds, or e.g. 90s, 15m, 1h, 7d "
                           f"(default: {DEFAULT_EXPIRES})")
+    gc = commands.add_parser(
+        "gc", parents=[common],
+        help="remove stored objects no version needs and temporaries of dead uploads")
+    gc.add_argument("--older-than", type=_duration, default=_duration("1d"), metavar="DURATION",
+                    help="only what is older than this, so running uploads keep theirs "
+                         "(default: 1d)")
     return parser
 
 

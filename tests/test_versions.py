@@ -309,3 +309,47 @@ def test_a_symlink_planted_in_a_local_store_is_never_followed_out(local_case: Ca
     assert not list((tmp_path / "out2").rglob("leak.txt"))
     with fsspec.open(str(secret), "rb") as f:
         assert f.read() == b"outside the root"
+
+
+# -- garbage -----------------------------------------------------------------------------------
+
+
+def test_gc_removes_only_what_no_version_needs(case: Case, tmp_path: Path) -> None:
+    manager = case.make()
+    v1 = _tree(tmp_path, "v1", {"keep.bin": 100, "change.bin": 100})
+    uri = manager.upload(v1)
+    objects = manager._resolve(uri).rsplit("/", 1)[0] + "/.fsblob/objects"
+    before = set(manager.fs.find(objects))
+    (v1 / "change.bin").write_bytes(b"v2:" + os.urandom(100))
+    manager.upload(v1)
+    assert len(set(manager.fs.find(objects)) - before) == 1
+    assert manager.gc(older_than=3600) == [], "a young object was removed"
+    removed = manager.gc(older_than=0)
+    assert len(removed) == 1 and removed[0].endswith(".fsblob/objects/" + removed[0][-35:])
+    assert len(set(manager.fs.find(objects))) == len(before), "referenced objects must stay"
+    assert _files(Path(manager.download(uri, tmp_path / "out"))) == _files(v1)
+    manager.delete(uri)
+    assert len(manager.gc(older_than=0)) == 2
+    manager.fs.invalidate_cache()
+    assert not manager.fs.find(objects)
+
+
+def test_gc_command_removes_a_dead_uploads_temporary(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    store = tmp_path / "fsblob-store"
+    store.mkdir()
+    dead = store / ".model.bin.0123456789ab.fsblob-part"
+    dead.write_bytes(b"half")
+    old = time.time() - 7200
+    os.utime(dead, (old, old))
+    live = store / ".other.bin.ba9876543210.fsblob-part"
+    live.write_bytes(b"in flight")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-m", "fsblob", "gc", "--older-than", "1h"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "removed 1" in done.stdout
+    assert not dead.exists() and live.exists()

@@ -127,7 +127,7 @@ class Transfer:
             small_set = set()
         for md5, f in new.items():
             if md5 not in small_set:
-                self._write(f.path, versions.object_path(self.root, md5), callback)
+                self._write(f.path, versions.object_path(self.root, md5), _Within(callback))
 
     def _publish(self, dest: str, record: versions.Record,
                  files: Mapping[str, versions.LocalFile], previous: versions.Record | None) -> None:
@@ -652,6 +652,17 @@ class _Bytes(Callback):
     def relative_update(self, inc: int = 1) -> None:
         done, self.value = self.value, self.value + inc
         self._target.relative_update(sum(self._sizes[done:self.value]))
+
+
+class _Within(Callback):
+    """One file's progress inside a larger total: bytes pass on, its size does not."""
+
+    def __init__(self, target: Callback) -> None:
+        super().__init__()
+        self._target = target
+
+    def relative_update(self, inc: int = 1) -> None:
+        self._target.relative_update(inc)
 
 
 def _short(name: str) -> str:

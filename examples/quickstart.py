@@ -4,7 +4,13 @@
     python examples/quickstart.py project.yaml     # the store of a project.yaml's 'blob' section
 
 It writes a CSV artifact, uploads it, downloads it as a worker would, checks the
-bytes, and reads the returned URI directly with pandas, as a data scientist would.
+bytes, and reads the returned URI directly with pandas, as a data scientist would;
+then the same with a Parquet file (pandas needs pyarrow for it: ``pip install
+'fsblob[examples]'`` installs both).
+
+The S3 project file reads its endpoint and credentials from the environment and
+stores in the bucket ``my-artifacts``; the README's Quickstart shows how to run it
+against a local S3 (moto's server).
 """
 
 from __future__ import annotations
@@ -43,7 +49,12 @@ def main(argv: list[str]) -> int:
 
         table = pd.read_csv(uri, storage_options=manager.storage_options or None)
         print(f"pandas read {len(table)} rows from {uri}")
-        if not same or not table.equals(frame):
+
+        frame.to_parquet(Path(work, "features.parquet"))  # needs pyarrow: the [examples] extra
+        parquet_uri = manager.upload(Path(work, "features.parquet"))
+        columns = pd.read_parquet(parquet_uri, storage_options=manager.storage_options or None)
+        print(f"pandas read {len(columns)} rows from {parquet_uri}")
+        if not same or not table.equals(frame) or not columns.equals(frame):
             print("MISMATCH: the artifact did not survive the round trip", file=sys.stderr)
             return 1
     print("ok")

@@ -7,7 +7,8 @@ that backend is first used.
 """
 
 from fsblob.backends import register_backend
-from fsblob.config import BlobConfig, BlobManagerFactory, load_project_config
+from fsblob.backends.keys import check_keys
+from fsblob.config import BlobConfig, BlobManagerConfig, BlobManagerFactory, load_project_config
 from fsblob.errors import (
     BlobConfigError,
     BlobError,
@@ -31,6 +32,7 @@ __all__ = [
     "BlobConfigError",
     "BlobError",
     "BlobManager",
+    "BlobManagerConfig",
     "BlobManagerFactory",
     "BlobNotFoundError",
     "BlobTransferError",
@@ -42,6 +44,7 @@ __all__ = [
     "PathOutsideRootError",
     "S3BlobManager",
     "Store",
+    "check_keys",
     "load_project_config",
     "register_backend",
 ]

@@ -9,6 +9,7 @@ import os
 import posixpath
 import threading
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -35,7 +36,7 @@ log = logging.getLogger("fsblob")
 T = TypeVar("T")
 
 #: Keys every backend accepts, read by the engine itself.
-ENGINE_KEYS = ("retries", "retry_deadline", "cache_directory", *chunks.TransferSettings.KEYS)
+ENGINE_KEYS = keys.ENGINE_KEYS
 
 #: Which extra installs the client library of a protocol.
 _EXTRAS = {"s3": "s3", "s3a": "s3", "oss": "oss", "hdfs": "hdfs", "arrow_hdfs": "hdfs"}
@@ -71,6 +72,7 @@ class FsspecBlobManager(BlobManager):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
+        self._config = dict(config)  # what a pickled manager carries
         config = dict(config)
         engine = {key: config.pop(key) for key in ENGINE_KEYS if key in config}
         name = self.backend or keys.text(config, "backend", "fsspec") or "fsspec"
@@ -79,9 +81,18 @@ class FsspecBlobManager(BlobManager):
         self._name = name
         self._store = get_backend(name)(config)
         self._secrets = self._store.secrets
+        try:  # a missing extra is reported now, not at the first transfer
+            fsspec.get_filesystem_class(self._store.protocol)
+        except ImportError as exc:
+            raise self._error(exc, f"open the {self._store.protocol!r} filesystem", 1) from None
+        except ValueError:
+            raise BlobConfigError(
+                f"{name}: the backend's protocol {self._store.protocol!r} is not a known fsspec "
+                "protocol; register its filesystem with fsspec.register_implementation"
+            ) from None
         self._retry = RetryPolicy(
             retries=_count(engine, "retries", name, default=4),
-            deadline=float(_count(engine, "retry_deadline", name, default=60)),
+            deadline=_seconds(engine, "retry_deadline", name, default=60.0),
         )
         cache = keys.text(engine, "cache_directory", name)
         self._cache_dir = Path(cache).expanduser() if cache else local_copy.default_cache_dir()
@@ -93,6 +104,14 @@ class FsspecBlobManager(BlobManager):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.root_url}>"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the configuration only (credentials included, as fsspec's
+        filesystems do); connections and locks are rebuilt on unpickling."""
+        return {"config": self._config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"])  # type: ignore[misc]
 
     # -- where things are -------------------------------------------------------
 
@@ -157,6 +176,14 @@ class FsspecBlobManager(BlobManager):
         src = Path(_fspath(local_file_path, "local_file_path"))
         if not src.exists():
             raise BlobNotFoundError(f"{self._name}: cannot upload {src}: no such file or directory")
+        if src.is_dir() and self._store.protocol in ("file", "local"):
+            root, here = os.path.realpath(self._store.root), str(src.resolve())
+            if root == here or root.startswith(here.rstrip("/") + "/"):
+                raise InvalidPathError(
+                    f"{self._name}: cannot upload {src}: it contains the store's root "
+                    f"{self.root_url}, which would be copied into itself; upload a directory "
+                    "that does not hold the store, or keep the store elsewhere"
+                )
         name = src.name if src.name not in ("", ".", "..") else src.resolve().name
         dest = paths.join_under(self._store.root, name, what="the name of the uploaded file")
         callback = callback or DEFAULT_CALLBACK
@@ -267,6 +294,39 @@ class FsspecBlobManager(BlobManager):
         return self._call(f"collect garbage under {self.root_url}",
                           lambda: self._transfer.gc(older_than))
 
+    def sign(self, remote_file_path: str, expires: float | timedelta = 3600) -> str:
+        """A URL that fetches a stored file with a plain HTTP GET, no credentials
+        needed, for ``expires`` (seconds or a ``timedelta``; S3 allows 7 days).
+
+        Made by the filesystem's ``sign`` (S3; GCS and others through
+        :class:`FsspecBlobManager`), with this manager's credentials.
+
+        Raises:
+            InvalidPathError: the path is malformed, outside the root, or a directory.
+            BlobNotFoundError: no such artifact.
+            BlobConfigError: this store cannot make signed URLs.
+        """
+        path = self._resolve(remote_file_path)
+        seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise InvalidPathError(f"expires must be a positive number of seconds, not {expires!r}")
+        uri = self._store.uri(path)
+
+        def signed() -> str:
+            self.fs.invalidate_cache(path)
+            if self.fs.info(path).get("type") == "directory":
+                raise InvalidPathError(f"{self._name}: {uri} is a directory; sign its files one by one")
+            try:
+                return str(self.fs.sign(path, expiration=int(seconds)))
+            except NotImplementedError:
+                raise BlobConfigError(
+                    f"{self._name}: cannot sign {uri}: the {self._store.protocol!r} filesystem "
+                    "makes no signed URLs; use a store that does (S3, or GCS/Azure through "
+                    "FsspecBlobManager), or download with this manager's credentials"
+                ) from None
+
+        return self._call(f"sign {uri}", signed)
+
     # -- paths ----------------------------------------------------------------------
 
     def _resolve(self, uri: str | os.PathLike[str]) -> str:
@@ -334,9 +394,24 @@ def _count(config: Mapping[str, Any], key: str, backend: str, default: int) -> i
         number = int(value)
     except (TypeError, ValueError):
         number = -1
-    if number < 0 or isinstance(value, bool):
+    if number < 0 or isinstance(value, bool) or (isinstance(value, float) and value != number):
         raise BlobConfigError(
             f"{backend}: blob_manager_config key {key!r} must be a whole number >= 0, not {value!r}"
+        )
+    return number
+
+
+def _seconds(config: Mapping[str, Any], key: str, backend: str, default: float) -> float:
+    """A duration in seconds >= 0: a number, or its text (from ``${ENV}``)."""
+    value = config.get(key, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if not 0 <= number < float("inf") or isinstance(value, bool):
+        raise BlobConfigError(
+            f"{backend}: blob_manager_config key {key!r} must be a number of seconds >= 0, "
+            f"such as 60 or 2.5, not {value!r}"
         )
     return number
 

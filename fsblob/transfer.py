@@ -15,6 +15,7 @@ import logging
 import os
 import posixpath
 import secrets as _random
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -130,7 +131,7 @@ class Transfer:
             small_set = set()
         for md5, f in new.items():
             if md5 not in small_set:
-                self._write(f.path, versions.object_path(self.root, md5), callback)
+                self._write(f.path, versions.object_path(self.root, md5), _Within(callback))
 
     def _publish(self, dest: str, record: versions.Record,
                  files: Mapping[str, versions.LocalFile], previous: versions.Record | None) -> None:
@@ -147,17 +148,18 @@ class Transfer:
                 continue  # already there
             self._place(f.entry.md5, f"{dest}/{rel}", f.path)
             touched.append(rel)
-        self._rm_many([f"{dest}/{rel}" for rel in plain if rel not in files])
+        stale = [rel for rel in plain if rel not in files]
+        self._rm_many([f"{dest}/{rel}" for rel in stale])
         latest = self._read_record(name)
         if latest is not None and latest.version != record.version:
-            # Another upload committed while this one published: leave its files.
+            # Another upload committed meanwhile: what this one wrote or removed
+            # goes back to that version, whichever publisher finishes last.
             log.info("%s was replaced during publishing; restoring version %s",
                      self.store.uri(dest), latest.version)
-            for rel in touched:
+            for rel in touched + stale:
                 if rel in latest.files:
                     self._place(latest.files[rel].md5, f"{dest}/{rel}", None)
-                else:
-                    self.fs.rm(f"{dest}/{rel}")
+            self._rm_many([f"{dest}/{rel}" for rel in touched if rel not in latest.files])
 
     def _place(self, md5: str, plain: str, local: Path | None) -> None:
         """Put a copy of object ``md5`` at ``plain``, atomically."""
@@ -170,10 +172,16 @@ class Transfer:
             except OSError:  # a filesystem without hard links
                 local_copy.copy_file(Path(obj), Path(tmp), DEFAULT_CALLBACK)
             os.replace(tmp, plain)
-        elif self.store.atomic_put or local is None:
-            self.fs.copy(obj, plain)  # server-side where the store can
-        else:
+            Path(tmp).unlink(missing_ok=True)  # rename() between links to one file does nothing
+        elif self.store.atomic_put:
+            self.fs.copy(obj, plain)  # server-side
+        elif local is not None:
             self._write(local, plain, DEFAULT_CALLBACK)
+        else:  # no server-side copy and no local file: through a local temporary
+            with tempfile.TemporaryDirectory(prefix="fsblob-") as scratch:
+                copy = Path(scratch) / "object"
+                self._get_file(obj, copy, DEFAULT_CALLBACK)
+                self._write(copy, plain, DEFAULT_CALLBACK)
 
     # -- downloads ----------------------------------------------------------------------
 
@@ -375,12 +383,22 @@ class Transfer:
     def _read_record(self, name: str) -> versions.Record | None:
         path = versions.record_path(self.root, name)
         try:
-            data = self.fs.cat_file(path)
+            data = self._cat(path)
         except Exception as exc:
             if is_not_found(exc) or isinstance(exc, (IsADirectoryError, NotADirectoryError)):
                 return None
             raise
-        return versions.load(data, self.store.uri(path))
+        return versions.Record.from_json(data, self.store.uri(path))
+
+    def _cat(self, path: str) -> bytes:
+        """A small file's bytes in one read: ranged reads (fsspec's WebHDFS file)
+        could mix a file replaced between two of them."""
+        if self.store.get_file is None:
+            return bytes(self.fs.cat_file(path))
+        with tempfile.TemporaryDirectory(prefix="fsblob-") as scratch:
+            copy = Path(scratch) / "small"
+            self.store.get_file(self.fs, path, str(copy), DEFAULT_CALLBACK)
+            return copy.read_bytes()
 
     def _take_record(self, name: str) -> versions.Record | None:
         """Delete the record of ``name`` and return it (``None``: there was none)."""
@@ -498,6 +516,8 @@ class Transfer:
         if self.store.protocol in ("file", "local"):
             for rpath in targets:
                 self._confine_local(rpath)
+        for rpath in targets:  # other processes wrote them: no stale listing may hide one
+            self.fs.invalidate_cache(rpath)
         if self.store.get_file is None and self.store.protocol not in ("file", "local"):
             self.fs.get(list(targets), [str(t) for t in targets.values()], callback=callback,
                         **self.store.get_options)
@@ -549,12 +569,14 @@ class Transfer:
 
     # -- listings -----------------------------------------------------------------------
 
-    def _find(self, path: str, withdirs: bool = False) -> dict[str, dict[str, Any]]:
+    def _find(self, path: str, withdirs: bool = False, *, tries: int = 3) -> dict[str, dict[str, Any]]:
         self.fs.invalidate_cache(path)
         try:
             found = self.fs.find(path, withdirs=withdirs, detail=True)
         except FileNotFoundError:
-            return {}
+            if tries <= 1 or not self._exists(path):
+                return {}
+            return self._find(path, withdirs, tries=tries - 1)  # an entry vanished while listed
         except KeyError:  # ossfs's find fails on a name that is a file and a directory
             found = {}
             for _, dirs, files in self.fs.walk(path, detail=True):
@@ -565,10 +587,10 @@ class Transfer:
 
     def _plain_tree(self, path: str) -> dict[str, dict[str, Any]]:
         """Every file below ``path``, with its info, listed afresh; directory markers
-        (empty ``dir/`` objects other tools make) are not files."""
+        (empty ``dir/`` objects other tools make) and temporaries are not files."""
         return {p: i for p, i in self._find(path).items()
                 if i.get("type") != "directory" and not p.endswith("/")
-                and p.rstrip("/") != path.rstrip("/")}
+                and p.rstrip("/") != path.rstrip("/") and not p.endswith(local_copy.PART_SUFFIX)}
 
     def _plain_files(self, dest: str) -> dict[str, int]:
         """Relative path -> size of the plain files below ``dest``."""
@@ -586,8 +608,11 @@ class Transfer:
     def _rm_many(self, doomed: list[str]) -> None:
         """Remove these paths: in one call where the store deletes in bulk."""
         if doomed and self.store.atomic_put:
-            self.fs.rm(doomed, recursive=True)
-            return
+            try:
+                self.fs.rm(doomed)
+                return
+            except FileNotFoundError:
+                pass  # another writer removed some first: one by one
         for path in doomed:
             try:
                 self.fs.rm(path, recursive=True)
@@ -644,6 +669,17 @@ class _Bytes(Callback):
     def relative_update(self, inc: int = 1) -> None:
         done, self.value = self.value, self.value + inc
         self._target.relative_update(sum(self._sizes[done:self.value]))
+
+
+class _Within(Callback):
+    """One file's progress inside a larger total: bytes pass on, its size does not."""
+
+    def __init__(self, target: Callback) -> None:
+        super().__init__()
+        self._target = target
+
+    def relative_update(self, inc: int = 1) -> None:
+        self._target.relative_update(inc)
 
 
 def _short(name: str) -> str:

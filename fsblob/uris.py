@@ -1,8 +1,17 @@
-"""From a URI (or a path relative to the root) to the filesystem path it names.
+"""From a URI (or a path) to the filesystem path it names, confined to the root.
 
 Every path a caller hands to a manager is resolved here, before any I/O, and
-refused unless it lies below the store's root: see :mod:`fsblob.paths` for the
-lexical rules, and :func:`resolve` for the URI forms accepted.
+refused unless it lies below the store's root (see :mod:`fsblob.paths` for the
+lexical rules). The forms accepted, on every backend:
+
+* a URI that the store's :meth:`Store.uri` makes, or a legacy manager's URI
+  (``store.legacy_prefixes``, e.g. OSS's ``<bucket>.<endpoint>/<key>``);
+* a URI of the store's protocol, under any name its filesystem class is
+  registered as (``countmem://...`` for a class registered as ``countmem``);
+* an absolute path (``/path/file1``): a path in the store's own namespace, as
+  AIFlow's HDFS manager returned them. It is accepted as it is when it lies
+  below the root and refused otherwise; it is never re-rooted;
+* a relative path: below the root.
 """
 
 from __future__ import annotations
@@ -22,10 +31,6 @@ WHAT = "remote_file_path"
 def resolve(store: Store, text: str, backend: str) -> str:
     """The filesystem path that ``text`` names in ``store``, confined to its root.
 
-    Accepted: a URI that the store's :meth:`Store.uri` makes, a legacy manager's
-    URI (``store.legacy_prefixes``), a URI of the store's protocol, an absolute
-    local path below a Local root, or a path relative to the root.
-
     Raises:
         InvalidPathError: the path is malformed.
         PathOutsideRootError: it lies outside the root.
@@ -38,20 +43,40 @@ def resolve(store: Store, text: str, backend: str) -> str:
         if text.startswith(prefix + "/"):
             path = stands_for + text[len(prefix):]
             return _confine(store, paths.require_under(root, path, what=WHAT, where=where))
-    protocol, _ = split_protocol(text)
+    protocol, rest = split_protocol(text)
     if protocol:
-        fs_class = fsspec.get_filesystem_class(store.protocol)
-        names = (fs_class.protocol,) if isinstance(fs_class.protocol, str) else fs_class.protocol
-        if protocol not in (store.protocol, *names) or store.url_prefix:
+        if store.url_prefix or protocol not in protocol_names(store.protocol):
             raise PathOutsideRootError(
                 f"{WHAT} {text!r} is not in this store; {backend} stores under {where}"
             )
-        paths.check_segments(text.split("://", 1)[1], what=WHAT)
-        path = fs_class._strip_protocol(text)
+        paths.check_segments(rest, what=WHAT)
+        path = strip_protocol(store.protocol, text)
         return _confine(store, paths.require_under(root, path, what=WHAT, where=where))
-    if store.url_prefix == "" and text.startswith("/"):
+    if text.startswith("/"):
         return _confine(store, paths.require_under(root, text, what=WHAT, where=where))
     return _confine(store, paths.join_under(root, text, what=WHAT))
+
+
+def protocol_names(protocol: str) -> tuple[str, ...]:
+    """``protocol`` and the names its filesystem class gives itself."""
+    own = fsspec.get_filesystem_class(protocol).protocol
+    return (protocol, *((own,) if isinstance(own, str) else own))
+
+
+def strip_protocol(protocol: str, url: str) -> str:
+    """The filesystem path of ``url`` on the filesystem registered as ``protocol``.
+
+    A filesystem class strips only the protocol names it knows itself; one
+    registered under another name (``fsspec.register_implementation("countmem",
+    MyMemoryFS)``) would keep ``countmem://`` in the path. Such a URL is handed to
+    the class under its own first name.
+    """
+    fs_class = fsspec.get_filesystem_class(protocol)
+    scheme, rest = split_protocol(url)
+    names = protocol_names(protocol)[1:]
+    if scheme and names and scheme not in names:
+        url = f"{names[0]}://{rest}"
+    return fs_class._strip_protocol(url)
 
 
 def _confine(store: Store, path: str) -> str:

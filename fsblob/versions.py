@@ -37,7 +37,6 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fsblob import paths
 from fsblob.errors import InvalidPathError
@@ -202,11 +201,6 @@ def _entry(path: Path) -> Entry:
 def file_md5(path: Path) -> str:
     """The MD5 (hex) of a local file's bytes."""
     return _entry(path).md5
-
-
-def load(data: Any, where: str) -> Record:
-    """A record from the bytes a store returned."""
-    return Record.from_json(bytes(data), where)
 
 
 def stamp() -> float:

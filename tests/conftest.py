@@ -170,7 +170,8 @@ def webhdfs_case(webhdfs_server: WebHdfsServer) -> Case:
     root = f"/{_unique()}"
     config = {"hdfs_url": webhdfs_server.url, "hdfs_user": "alice", "root_directory": root}
     return Case("webhdfs", config, HDFSBlobManager, server=webhdfs_server,
-                reads=lambda: webhdfs_server.count("OPEN"))
+                reads=lambda: sum(1 for _, op, path in webhdfs_server.requests
+                                  if op == "OPEN" and "/.fsblob/commits/" not in path))
 
 
 def _object_gets(proxy: FaultProxy, prefix: str) -> int:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fsblob import BlobConfigError, LocalBlobManager, S3BlobManager
+from fsblob.backends.keys import ENGINE_KEYS
 from fsblob.chunks import CRC32, TransferSettings, crc64ecma, crc64nvme, plan
 
 MiB = 2**20
@@ -42,6 +43,7 @@ def test_bad_values_name_the_key_and_the_backend(key: str, value: object) -> Non
 
 
 def test_every_backend_takes_the_keys(tmp_path: Path) -> None:
+    assert set(TransferSettings.KEYS) <= set(ENGINE_KEYS)
     keys = {"multipart_threshold": "16MiB", "multipart_chunksize": "16MiB", "max_concurrency": "4"}
     manager = LocalBlobManager({"root_directory": str(tmp_path), **keys})
     assert manager._transfer.settings == TransferSettings(16 * MiB, 16 * MiB, 4)

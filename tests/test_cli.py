@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def fsblob(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "fsblob.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "fsblob", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -124,7 +124,6 @@ def test_bad_project_files(tmp_path: Path, text: str, message: str) -> None:
     (fsblob.HDFSBlobManager, {"root_directory": "/a"}, "'hdfs_url' is missing"),
     (fsblob.HDFSBlobManager, {"hdfs_url": "ftp://h:1", "root_directory": "/a"}, "hdfs_url 'ftp://h:1'"),
     (fsblob.HDFSBlobManager, {"hdfs_url": "http://h:1/data", "root_directory": "/a"}, "has a path"),
-    (fsblob.HDFSBlobManager, {"hdfs_url": "http://h:1", "root_directory": "rel"}, "relative"),
     (fsblob.FsspecBlobManager, {"root_directory": "nosuchproto://x"}, "'nosuchproto'"),
     (fsblob.FsspecBlobManager, {"root_directory": "memory://x", "protocol": "s3"}, "contradicts"),
     (fsblob.FsspecBlobManager, {"backend": "nosuch"}, "no fsblob backend named 'nosuch'"),
@@ -161,7 +160,7 @@ def test_hdfs_url_picks_webhdfs_or_libhdfs() -> None:
     assert web.storage_options == {"host": "nn", "port": 9871, "user": "al", "use_https": True}
     native = fsblob.HDFSBlobManager({"hdfs_url": "hdfs://nn:8020", "root_directory": "/art"})
     assert native.root_url == "hdfs://nn:8020/art"
-    assert native.storage_options == {"host": "nn", "port": 8020}
+    assert native.storage_options == {"host": "nn", "port": 8020, "user": "default"}
 
 
 def test_libhdfs_without_a_jvm_is_a_config_error_that_says_what_to_install(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import fsspec
 import pandas as pd
 import pytest
 
-from fsblob import BlobError, BlobNotFoundError
+from fsblob import BlobNotFoundError
 from fsblob.local_copy import PART_SUFFIX
 from tests.conftest import Case, Meter
 

@@ -74,3 +74,71 @@ def download_with_file_limit(class_path: str, config: dict[str, Any], uri: str,
     except Exception as exc:
         return type(exc).__name__, str(exc), sorted(os.listdir(local_dir))
     return "", "no error", sorted(os.listdir(local_dir))
+
+
+def tree_tags(path: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The version tags written in the files of a downloaded tree, and its files."""
+    tags, files = set(), set()
+    for dirpath, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(dirpath, name)
+            files.add(os.path.relpath(full, path))
+            with open(full, "rb") as f:
+                tags.add(f.read().split(b":", 1)[0].decode())
+    return frozenset(tags), frozenset(files)
+
+
+def churn(class_path: str, config: dict[str, Any], trees: list[str], seconds: float,
+          role: str, out: str) -> dict[str, Any]:
+    """Upload ``trees`` in turn (role ``writer``) or download the artifact again and
+    again (role ``reader``) for ``seconds``; count what happened.
+
+    A reader classifies each download by its tags: one version (every file carries
+    the same tag and the file set is that version's) or a mix.
+    """
+    import time
+
+    from fsblob import BlobManagerFactory, BlobNotFoundError
+
+    manager = BlobManagerFactory.create_blob_manager(class_path, config)
+    expected = {}
+    for tree in trees:
+        tags, files = tree_tags(tree)
+        expected[next(iter(tags))] = files
+    counts: dict[str, Any] = {"ok": 0, "mixed": 0, "not_found": 0, "errors": []}
+    name = os.path.basename(trees[0])
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        try:
+            if role == "writer":
+                manager.upload(trees[i % len(trees)])
+                counts["ok"] += 1
+            else:
+                got = manager.download(name, out)
+                tags, files = tree_tags(got)
+                if len(tags) == 1 and expected.get(next(iter(tags))) == files:
+                    counts["ok"] += 1
+                else:
+                    counts["mixed"] += 1
+        except BlobNotFoundError as exc:
+            counts["not_found"] += 1
+            counts["errors"].append(str(exc)[:600])
+        except Exception as exc:
+            counts["errors"].append(f"{type(exc).__name__}: {str(exc)[:600]}")
+        i += 1
+    return counts
+
+
+def download_files(class_path: str, config: dict[str, Any], uri: str, out: str) -> dict[str, bytes]:
+    """Download a tree; return relative path -> bytes of what arrived."""
+    from fsblob import BlobManagerFactory
+
+    got = BlobManagerFactory.create_blob_manager(class_path, config).download(uri, out)
+    found = {}
+    for dirpath, _, names in os.walk(got):
+        for name in names:
+            full = os.path.join(dirpath, name)
+            with open(full, "rb") as f:
+                found[os.path.relpath(full, got)] = f.read()
+    return found

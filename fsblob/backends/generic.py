@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import fsspec
 from fsspec.core import split_protocol
 
+from fsblob import uris
 from fsblob.backends import keys
 from fsblob.errors import BlobConfigError
 from fsblob.store import Store
@@ -59,7 +60,7 @@ def store(config: Mapping[str, Any]) -> Store:
         url_prefix = f"{protocol}://{user}{parts.hostname}{port}"
     return Store(
         protocol=protocol,
-        root=fs_class._strip_protocol(root).rstrip("/") or "/",
+        root=uris.strip_protocol(protocol, root).rstrip("/") or "/",
         storage_options={**url_options, **options},
         url_prefix=url_prefix,
     )

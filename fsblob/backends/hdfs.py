@@ -6,7 +6,7 @@ key                    meaning                                            fsspec
 ``hdfs_url``           ``http(s)://`` or ``webhdfs://host:port``:         ``webhdfs`` host, port,
                        the namenode's WebHDFS address;                    use_https;
                        ``hdfs://host:port``: its RPC address (libhdfs)    ``hdfs`` host, port
-``hdfs_user``          the user to act as                                 ``user``
+``hdfs_user``          the user to act as; default ``default``            ``user``
 ``root_directory``     the directory for artifacts; a relative one is     root
                        taken below ``/user/<hdfs_user>``, as HDFS does
 =====================  =================================================  ==========================
@@ -48,7 +48,7 @@ def store(config: Mapping[str, Any]) -> Store:
     keys.check_keys(config, KEYS, BACKEND)
     url = keys.required(config, "hdfs_url", BACKEND,
                         fix="set it to the namenode's WebHDFS url, e.g. http://namenode:9870")
-    user = keys.text(config, "hdfs_user", BACKEND)
+    user = keys.text(config, "hdfs_user", BACKEND) or "default"  # AIFlow's default
     root = keys.required(config, "root_directory", BACKEND,
                          fix="set it to the HDFS directory for artifacts, e.g. /user/alice/artifacts")
     parts = urlsplit(url)
@@ -77,16 +77,9 @@ def store(config: Mapping[str, Any]) -> Store:
     except ValueError:
         raise BlobConfigError(f"{BACKEND}: hdfs_url {url!r} has an invalid port") from None
     if not root.startswith("/"):
-        if not user:
-            raise BlobConfigError(
-                f"{BACKEND}: root_directory {root!r} is relative, and there is no hdfs_user "
-                "to resolve it against; give an absolute path such as /user/alice/artifacts"
-            )
         root = f"/user/{user}/{root}"
     segments = paths.check_segments(root, what="hdfs: root_directory")
-    options: dict[str, Any] = {"host": parts.hostname, "port": port}
-    if user:
-        options["user"] = user
+    options: dict[str, Any] = {"host": parts.hostname, "port": port, "user": user}
     if https:
         options["use_https"] = True
     return Store(

@@ -14,11 +14,30 @@ _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{0,254}$")
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
+#: AIFlow's message for a missing key, where it differs from the usual one.
+_AIFLOW_MISSING = {"hdfs_url": "`hdfs_url` is not configured"}
+
+
+#: Keys every backend takes: the engine reads them before the backend sees the config.
+ENGINE_KEYS = ("retries", "retry_deadline", "cache_directory",
+               "multipart_threshold", "multipart_chunksize", "max_concurrency")  # chunks.TransferSettings
 
 
 def check_keys(config: Mapping[str, Any], known: Iterable[str], backend: str) -> None:
-    """Refuse keys the backend does not document (most often a typo)."""
-    known = sorted(known)
+    """Refuse keys the backend does not document (most often a typo).
+
+    The error names the key and the backend, suggests the closest valid key, and
+    lists them all, the engine's own (:data:`ENGINE_KEYS`) included. A backend
+    of your own calls it first, as the built-in ones do::
+
+        def team_store(config):
+            fsblob.check_keys(config, ("team", "profile"), "team")
+            ...
+
+    Raises:
+        BlobConfigError: a key of ``config`` is neither in ``known`` nor an engine key.
+    """
+    known = sorted({*known, *ENGINE_KEYS})
     for key in config:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
@@ -45,8 +64,9 @@ def text(config: Mapping[str, Any], key: str, backend: str) -> str | None:
 def required(config: Mapping[str, Any], key: str, backend: str, *, fix: str) -> str:
     """A string value that must be there; ``fix`` says what to set it to."""
     value = text(config, key, backend)
-    if value is None:
-        raise BlobConfigError(f"{backend}: blob_manager_config key {key!r} is missing; {fix}")
+    if value is None:  # AIFlow's words inside, for code and runbooks that match on them
+        aiflow = _AIFLOW_MISSING.get(key, f"`{key}` option of blob manager config is not configured")
+        raise BlobConfigError(f"{backend}: blob_manager_config key {key!r} is missing ({aiflow}); {fix}")
     return value
 
 

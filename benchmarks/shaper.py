@@ -190,6 +190,7 @@ class Shaper:
                 writer.write_eof()
         finally:
             receiving.cancel()
+            await asyncio.gather(receiving, return_exceptions=True)
 
 
 def main() -> int:

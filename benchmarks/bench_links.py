@@ -52,6 +52,9 @@ CONTENDERS: dict[tuple[str, str], list[str]] = {
     ("oss", "download"): ["fsblob", "ossfs_get_file"],
     ("webhdfs", "upload"): ["fsblob", "webhdfs_put_file"],
     ("webhdfs", "download"): ["fsblob", "webhdfs_get_file"],
+    # a directory of --files small files on S3
+    ("s3dir", "upload"): ["fsblob", "boto3_put_loop", "s3fs_put_recursive"],
+    ("s3dir", "download"): ["fsblob", "boto3_get_loop", "s3fs_get_recursive"],
 }
 #: Single-stream contenders left out of the shaped link (one 12 MiB/s stream: slow to
 #: run, and not what the target compares with there).
@@ -74,13 +77,25 @@ def measure(store: str, direction: str, who: str, ends: dict[str, Any], data: Pa
     (out / "dl").mkdir(parents=True)
     big, dest = data / "big.bin", out / "dl" / "big.bin"
     key = f"{who}/big.bin" if direction == "upload" else "fsblob/big.bin"
+    if store == "s3dir":
+        big, dest = data / "small", out / "dl" / "small"
+        key = f"{who}/small" if direction == "upload" else "fsblob/small"
+        if direction == "upload":  # new bytes every time: fsblob skips objects it already has
+            big = out / "src" / "small"
+            shutil.rmtree(big.parent, ignore_errors=True)
+            big.mkdir(parents=True)
+            for path in (data / "small").iterdir():
+                (big / path.name).write_bytes(os.urandom(path.stat().st_size))
     run = _setup(store, direction, who, ends, big, dest, key, extra)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     run()
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if direction == "download" and dest.stat().st_size != big.stat().st_size:
+    if store == "s3dir":
+        if direction == "download" and len(list(dest.iterdir())) != len(list(big.iterdir())):
+            raise SystemExit(f"{who} downloaded {len(list(dest.iterdir()))} files")
+    elif direction == "download" and dest.stat().st_size != big.stat().st_size:
         raise SystemExit(f"{who} downloaded {dest.stat().st_size} bytes")
     return {"seconds": seconds, "base_rss": base, "peak_rss": peak}
 
@@ -92,7 +107,7 @@ def _setup(store: str, direction: str, who: str, ends: dict[str, Any], big: Path
     if who == "fsblob":
         from fsblob import HDFSBlobManager, OssBlobManager, S3BlobManager
 
-        if store == "s3":
+        if store in ("s3", "s3dir"):
             manager: Any = S3BlobManager({"bucket_name": BUCKET, "endpoint_url": ends["s3"],
                                           "root_directory": "fsblob", **extra})
             manager.fs.ls(BUCKET)
@@ -107,7 +122,7 @@ def _setup(store: str, direction: str, who: str, ends: dict[str, Any], big: Path
             manager.fs.ls("/")
         if up:
             return lambda: manager.upload(big)
-        return lambda: manager.download("big.bin", dest.parent)
+        return lambda: manager.download(big.name, dest.parent)
     if who.startswith("boto3"):
         import boto3
 
@@ -120,14 +135,29 @@ def _setup(store: str, direction: str, who: str, ends: dict[str, Any], big: Path
                 for piece in body.iter_chunks(MiB):
                     f.write(piece)
 
+        def put_loop() -> None:
+            for path in sorted(big.iterdir()):
+                client.put_object(Bucket=BUCKET, Key=f"{key}/{path.name}", Body=path.read_bytes())
+
+        def get_loop() -> None:
+            dest.mkdir()
+            for name in sorted(p.name for p in big.iterdir()):
+                body = client.get_object(Bucket=BUCKET, Key=f"{key}/{name}")["Body"].read()
+                (dest / name).write_bytes(body)
+
         return {"boto3_upload_file": lambda: client.upload_file(str(big), BUCKET, key),
                 "boto3_download_file": lambda: client.download_file(BUCKET, key, str(dest)),
-                "boto3_get_object": get_object}[who]
+                "boto3_get_object": get_object, "boto3_put_loop": put_loop,
+                "boto3_get_loop": get_loop}[who]
     if who.startswith("s3fs"):
         import s3fs
 
         fs = s3fs.S3FileSystem(endpoint_url=ends["s3"], skip_instance_cache=True)
         fs.ls(BUCKET)
+        if store == "s3dir":  # recursive put/get: s3fs sends the files concurrently
+            if up:
+                return lambda: fs.put(str(big), f"{BUCKET}/{key}", recursive=True)
+            return lambda: fs.get(f"{BUCKET}/{key}", str(dest), recursive=True)
         if up:
             return lambda: fs.put_file(str(big), f"{BUCKET}/{key}")
         return lambda: fs.get_file(f"{BUCKET}/{key}", str(dest))
@@ -208,7 +238,10 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=128, help="object size, MiB")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     parser.add_argument("--links", default="loopback,shaped", help="loopback, shaped or both")
-    parser.add_argument("--stores", default="s3,oss,webhdfs", help="which stores")
+    parser.add_argument("--stores", default="s3,oss,webhdfs",
+                        help="which stores: s3, oss, webhdfs, s3dir (a directory of small files)")
+    parser.add_argument("--files", type=int, default=200, help="s3dir: files in the directory")
+    parser.add_argument("--file-size", type=int, default=16, help="s3dir: KiB per file")
     parser.add_argument("--rate", default="12MiB", help="shaped: bandwidth per connection")
     parser.add_argument("--delay-ms", type=float, default=10.0, help="shaped: one-way delay")
     parser.add_argument("--fsblob", default="{}", help="extra blob_manager_config, JSON")
@@ -239,6 +272,9 @@ def main() -> int:
             block = os.urandom(MiB)
             for i in range(args.size):
                 f.write(block[i:] + block[:i])
+        (data / "small").mkdir()
+        for i in range(args.files if "s3dir" in stores else 0):
+            (data / "small" / f"f{i:05d}.bin").write_bytes(os.urandom(args.file_size * 1024))
         for bucket in (BUCKET, OSS_BUCKET):
             Upstream(moto.url).call("PUT", f"/{bucket}")
         for link in links:

@@ -17,7 +17,7 @@ Ranges are read with the store's own ranged request where fsblob knows one
 with ``byte_range`` and ``If-Match``; WebHDFS: ``OPEN`` with offset and length,
 checking both legs' status), else with fsspec's ranged ``_cat_file`` (async
 filesystems) or ``cat_file`` (others). Streamed readers hold 1 MiB per range
-in flight; ``cat_file`` readers hold one chunk per range in flight.
+in flight; ``cat_file`` readers hold one range of ``multipart_chunksize`` each.
 
 Integrity: each range's CRC is computed as its bytes stream past, and the
 per-range CRCs are combined into the CRC of the whole object, which is compared
@@ -334,6 +334,8 @@ def download(fs: Any, protocol: str, rpath: str, lpath: str, size: int,
 
         _threaded(lpath, ranges, settings, callback, None, read_webhdfs, rpath)
         return False
+    # cat_file holds a whole range in memory: ranges of multipart_chunksize, not larger
+    ranges = plan(size, settings.multipart_chunksize)
     if getattr(fs, "async_impl", False):
         from fsspec.asyn import sync
 

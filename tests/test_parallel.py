@@ -260,3 +260,4 @@ def test_a_failed_oss_multipart_upload_is_aborted(oss_case: Case, moto_server: A
     client = boto3.client("s3", endpoint_url=moto_server.url)
     assert client.list_multipart_uploads(Bucket=OSS_BUCKET, Prefix=key).get("Uploads") is None
     assert Path(manager.download(uri, tmp_path / "out")).read_bytes() == b"old"
+

@@ -261,3 +261,20 @@ def test_a_failed_oss_multipart_upload_is_aborted(oss_case: Case, moto_server: A
     assert client.list_multipart_uploads(Bucket=OSS_BUCKET, Prefix=key).get("Uploads") is None
     assert Path(manager.download(uri, tmp_path / "out")).read_bytes() == b"old"
 
+
+
+def test_any_async_filesystem_with_ranged_reads_downloads_in_ranges(
+        s3_case: Case, moto_server: Any, tmp_path: Path) -> None:
+    """fsspec's ``http`` filesystem (asynchronous, ranged ``_cat_file``) on moto's
+    public object URLs, through the counting proxy."""
+    from fsblob import FsspecBlobManager
+
+    data = _data(SIZE)
+    prefix = s3_case.config["root_directory"]
+    boto3.client("s3", endpoint_url=moto_server.url).put_object(
+        Bucket=S3_BUCKET, Key=f"{prefix}/big.bin", Body=data, ACL="public-read")
+    manager = FsspecBlobManager({"root_directory": f"{s3_case.server.url}/{S3_BUCKET}/{prefix}",
+                                 **SMALL_PARTS})
+    s3_case.server.reset_stats()
+    assert Path(manager.download("big.bin", tmp_path / "out")).read_bytes() == data
+    assert _object_gets(s3_case) == -(-SIZE // (256 * 1024))  # ranges of multipart_chunksize

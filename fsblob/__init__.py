@@ -11,6 +11,7 @@ from fsblob.config import BlobConfig, BlobManagerFactory, load_project_config
 from fsblob.errors import (
     BlobConfigError,
     BlobError,
+    BlobIntegrityError,
     BlobNotFoundError,
     BlobTransferError,
     InvalidPathError,
@@ -30,6 +31,7 @@ __all__ = [
     "BlobConfig",
     "BlobConfigError",
     "BlobError",
+    "BlobIntegrityError",
     "BlobManager",
     "BlobManagerFactory",
     "BlobNotFoundError",

@@ -24,13 +24,15 @@ from fsblob.backends import get_backend, keys
 from fsblob.errors import (
     BlobConfigError,
     BlobError,
+    BlobIntegrityError,
     BlobNotFoundError,
     BlobTransferError,
     InvalidPathError,
     describe,
+    describe_endpoint,
 )
-from fsblob.logs import hide_secrets
-from fsblob.retry import RetryPolicy, is_not_found, is_transient
+from fsblob.logs import hide_secrets, known_secrets
+from fsblob.retry import RetryPolicy, is_not_found, is_tls_failure, is_transient
 
 log = logging.getLogger("fsblob")
 
@@ -50,11 +52,7 @@ _VERSION_FIELDS = ("ETag", "etag", "md5", "LastModified", "last_modified", "mtim
                    "modificationTime", "created", "generation", "ino", "checksum")
 
 
-class _Mismatch(BlobTransferError):
-    """What was transferred does not match what was expected (short, corrupt, or
-    not renamed into place); worth another attempt."""
-
-    transient = True
+_Mismatch = BlobIntegrityError  # public: what a failed verification raises
 
 
 class FsspecBlobManager(BlobManager):
@@ -133,12 +131,15 @@ class FsspecBlobManager(BlobManager):
         with self._fs_lock:
             if self._fs is None:
                 options = _merged(self._store.storage_options, self._store.engine_options)
-                self._fs = self._retry.call(
+                fs = self._retry.call(
                     lambda: fsspec.filesystem(self._store.protocol, **options),
                     f"open the {self._store.protocol!r} filesystem",
                     self._open_error,
                 )
                 hide_secrets(self._secrets)
+                if self._store.prepare is not None:  # timeouts, client retries, resolved secrets
+                    self._retry.call(lambda: self._store.prepare(fs), "prepare", self._open_error)
+                self._fs = fs
             return self._fs
 
     # -- the contract -----------------------------------------------------------
@@ -503,17 +504,30 @@ class FsspecBlobManager(BlobManager):
 
     def _open_error(self, exc: Exception, attempts: int) -> Exception:
         what = f"open the {self._store.protocol!r} filesystem"
-        if isinstance(exc, (BlobError, ImportError)) or is_transient(exc):
+        if isinstance(exc, (BlobError, ImportError)) or is_transient(exc) or is_tls_failure(exc):
             return self._error(exc, what, attempts)
-        hint = f"; {self._store.requirements}" if self._store.requirements else ""
-        return BlobConfigError(f"{self._name}: cannot {what}: {describe(exc, self._secrets)}{hint}")
+        cause = describe(exc, self._secrets, limit=160)
+        if self._store.requirements:  # the fix first; a loader's raw detail is long
+            return BlobConfigError(f"{self._name}: cannot {what}: {self._store.requirements} "
+                                   f"(cause: {cause})")
+        return BlobConfigError(f"{self._name}: cannot {what}: {cause}")
 
     def _error(self, exc: Exception, what: str, attempts: int) -> Exception:
         if isinstance(exc, BlobError):
             return exc
-        detail = describe(exc, self._secrets)
+        secrets = (*self._secrets, *known_secrets())
+        detail = describe(exc, secrets)
         log.debug("%s: %s", what, detail)
         tries = f" after {attempts} attempts" if attempts > 1 else ""
+        options = self._store.storage_options
+        endpoint = str(options.get("endpoint_url") or options.get("endpoint") or "")
+        at = f" at {describe_endpoint(endpoint, secrets)}" if endpoint else ""
+        if is_tls_failure(exc):
+            return BlobConfigError(
+                f"{self._name}: cannot {what}{at}: the TLS handshake failed ({detail}); "
+                "check that the endpoint speaks https (not plain http) and that its "
+                "certificate verifies against the CA bundle given as 'verify'"
+            )
         if is_not_found(exc):
             return BlobNotFoundError(f"{self._name}: cannot {what}: not found ({detail})")
         if isinstance(exc, ImportError):
@@ -522,10 +536,10 @@ class FsspecBlobManager(BlobManager):
             return BlobConfigError(f"{self._name}: cannot {what}: {detail}; {fix}")
         if isinstance(exc, PermissionError):
             return BlobTransferError(
-                f"{self._name}: cannot {what}: access denied ({detail}); "
+                f"{self._name}: cannot {what}{at}: access denied ({detail}); "
                 "check the credentials and the permissions of the root"
             )
-        return BlobTransferError(f"{self._name}: cannot {what}{tries}: {detail}")
+        return BlobTransferError(f"{self._name}: cannot {what}{at}{tries}: {detail}")
 
 
 def _merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

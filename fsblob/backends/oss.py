@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fsblob.backends import keys
+from fsblob.backends import keys, timeouts
 from fsblob.store import Store
 
 BACKEND = "oss"
@@ -45,7 +45,14 @@ def store(config: Mapping[str, Any]) -> Store:
         storage_options=options,
         legacy_prefixes={f"{bucket}.{host}": bucket},
         etag=_etag,
+        prepare=_prepare,
     )
+
+
+def _prepare(fs: Any) -> None:
+    """Request timeouts on fsblob's ossfs instance (oss2 waits 60 s per request and
+    retries, as ossfs does around it): see :mod:`fsblob.backends.timeouts`."""
+    timeouts.mount(fs._session.session)
 
 
 def _etag(fs: Any, path: str) -> str:

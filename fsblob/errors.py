@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from urllib.parse import quote, quote_plus, urlsplit
 
 __all__ = [
-    "BlobError",
     "BlobConfigError",
+    "BlobError",
+    "BlobIntegrityError",
     "BlobNotFoundError",
     "BlobTransferError",
-    "BlobIntegrityError",
     "InvalidPathError",
     "PathOutsideRootError",
 ]

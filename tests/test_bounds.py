@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from fsblob import BlobTransferError, HDFSBlobManager, OssBlobManager, S3BlobManager, retry
+from fsblob import (
+    BlobTransferError,
+    HDFSBlobManager,
+    OssBlobManager,
+    S3BlobManager,
+    retry,
+)
 from fsblob.manager import FsspecBlobManager
 from tests.servers.silent import SilentServer
 

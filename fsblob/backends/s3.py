@@ -29,6 +29,7 @@ the only one, so ``retry_deadline`` bounds every operation.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -68,11 +69,7 @@ def store(config: Mapping[str, Any]) -> Store:
         is_flag = isinstance(verify, bool) or str(verify).strip().lower() in (
             "true", "false", "yes", "no", "on", "off", "0", "1")
         client["verify"] = keys.flag(config, "verify", BACKEND) if is_flag else str(verify)
-        if not is_flag and not os.path.exists(os.path.expanduser(str(verify))):
-            raise BlobConfigError(
-                f"{BACKEND}: verify {str(verify)!r} is neither true/false nor an existing CA "
-                "bundle file; give the path of a PEM bundle, or true to use the system's"
-            )
+
     options: dict[str, Any] = {}
     if key_id:
         options.update(key=key_id, secret=secret)
@@ -100,15 +97,24 @@ def store(config: Mapping[str, Any]) -> Store:
         put_file=s3_upload.put_file,
         get_options={"max_concurrency": 1},  # one streamed GET: fastest, and constant memory
         engine_options={"config_kwargs": engine},
-        prepare=_prepare,
+        prepare=functools.partial(_prepare, bucket=root.split("/", 1)[0],
+                                  ca_bundle=None if isinstance(client.get("verify"), (bool, type(None)))
+                                  else client["verify"]),
     )
 
 
-def _prepare(fs: Any) -> None:
-    """One try per s3fs call (fsblob retries), no waiting for "100 Continue", and
-    the credentials the client resolved (from the environment, a profile, a role) kept out of logs and errors."""
+def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
+    """Open fsblob's s3fs instance: the CA bundle must exist, one try per s3fs call
+    (fsblob retries), no waiting for "100 Continue", the credentials the client
+    resolved (environment, profile, role) kept out of logs and errors, and the
+    bucket must exist."""
     from botocore.handlers import add_expect_header
 
+    if ca_bundle is not None and not os.path.isfile(os.path.expanduser(ca_bundle)):
+        raise BlobConfigError(
+            f"{BACKEND}: verify {ca_bundle!r} is neither true/false nor an existing CA bundle "
+            "file; give the path of a PEM bundle, or true to use the system's"
+        )
     fs.retries = 1
     client = sync(fs.loop, fs.set_session)
     # botocore asks for "Expect: 100-continue" on every upload, and aiohttp then waits
@@ -116,8 +122,18 @@ def _prepare(fs: Any) -> None:
     for events in (fs.session, client.meta.events):
         events.unregister("before-call.s3", add_expect_header)
     credentials = sync(fs.loop, fs.session.get_credentials)
-    if credentials is None:
-        return
-    frozen = sync(fs.loop, credentials.get_frozen_credentials)
-    found = [v for v in (frozen.access_key, frozen.secret_key, frozen.token) if v]
-    logs.hide_secrets([*found, *(quote(v, safe="") for v in found)])
+    if credentials is not None:
+        frozen = sync(fs.loop, credentials.get_frozen_credentials)
+        found = [v for v in (frozen.access_key, frozen.secret_key, frozen.token) if v]
+        logs.hide_secrets([*found, *(quote(v, safe="") for v in found)])
+    try:  # a missing bucket is a misconfiguration, not a missing artifact
+        sync(fs.loop, client.head_bucket, Bucket=bucket)
+    except Exception as exc:
+        if retry.is_not_found(exc):
+            raise BlobConfigError(
+                f"{BACKEND}: bucket_name {bucket!r}: no such bucket at "
+                f"{fs.endpoint_url or 'AWS S3'}; create the bucket, or correct bucket_name "
+                "(and endpoint_url)") from None
+        if not retry.is_transient(exc):
+            return  # e.g. 403: this role may not list the bucket; its objects will tell
+        raise

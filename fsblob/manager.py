@@ -32,7 +32,13 @@ from fsblob.errors import (
     describe_endpoint,
 )
 from fsblob.logs import hide_secrets, known_secrets
-from fsblob.retry import RetryPolicy, is_not_found, is_tls_failure, is_transient
+from fsblob.retry import (
+    RetryPolicy,
+    is_integrity_failure,
+    is_not_found,
+    is_tls_failure,
+    is_transient,
+)
 
 log = logging.getLogger("fsblob")
 
@@ -530,6 +536,9 @@ class FsspecBlobManager(BlobManager):
             )
         if is_not_found(exc):
             return BlobNotFoundError(f"{self._name}: cannot {what}: not found ({detail})")
+        if is_integrity_failure(exc):
+            return BlobIntegrityError(f"{self._name}: cannot {what}{tries}: the bytes received "
+                                      f"do not match the store's checksum ({detail})")
         if isinstance(exc, ImportError):
             extra = _EXTRAS.get(self._store.protocol)
             fix = f"pip install 'fsblob[{extra}]'" if extra else "install the package it names"

@@ -54,6 +54,8 @@ TRANSIENT_TYPES = frozenset(
      "RequestError", "ReadTimeout", "ConnectTimeout",
      "FlexibleChecksumError", "InconsistentError"}  # bytes damaged in transit
 )
+#: Client errors saying the bytes did not match the store's checksum.
+INTEGRITY_TYPES = frozenset({"FlexibleChecksumError", "InconsistentError"})
 #: Seconds to connect, and seconds without a byte arriving, for every request.
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 30.0
@@ -155,6 +157,12 @@ def is_tls_failure(exc: BaseException) -> bool:
                 cls.__name__ in PERMANENT_TLS_TYPES for cls in type(link).__mro__):
             return True
     return False
+
+
+def is_integrity_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a client's checksum mismatch."""
+    return any(cls.__name__ in INTEGRITY_TYPES for link in _chain(exc)
+               for cls in type(link).__mro__)
 
 
 def is_not_found(exc: BaseException) -> bool:

@@ -79,8 +79,9 @@ def _prepare(fs: Any, *, bucket: str) -> None:
             raise BlobConfigError(
                 f"{BACKEND}: bucket {bucket!r}: no such bucket at {fs._endpoint}; create the "
                 "bucket, or correct bucket (and endpoint)") from None
-        if retry.is_transient(exc):
+        if retry.is_transient(exc) or retry.is_tls_failure(exc):
             raise
+        # e.g. 403: this key may not read the bucket's info; its objects will tell
 
 
 def _etag(fs: Any, path: str) -> str:

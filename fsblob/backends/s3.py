@@ -134,6 +134,6 @@ def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
                 f"{BACKEND}: bucket_name {bucket!r}: no such bucket at "
                 f"{fs.endpoint_url or 'AWS S3'}; create the bucket, or correct bucket_name "
                 "(and endpoint_url)") from None
-        if not retry.is_transient(exc):
-            return  # e.g. 403: this role may not list the bucket; its objects will tell
-        raise
+        if retry.is_transient(exc) or retry.is_tls_failure(exc):
+            raise
+        # e.g. 403: this role may not list the bucket; its objects will tell

@@ -177,6 +177,9 @@ class FsspecBlobManager(BlobManager):
         src = Path(_fspath(local_file_path, "local_file_path"))
         if not src.exists():
             raise BlobNotFoundError(f"{self._name}: cannot upload {src}: no such file or directory")
+        if not src.is_file() and not src.is_dir():  # a pipe, FIFO, socket or device
+            raise InvalidPathError(f"{self._name}: cannot upload {src}: not a regular file or a "
+                                   "directory (a pipe or device?); write its bytes to a file first")
         name = src.name if src.name not in ("", ".", "..") else src.resolve().name
         dest = paths.join_under(self._store.root, name, what="the name of the uploaded file")
         callback = callback or DEFAULT_CALLBACK

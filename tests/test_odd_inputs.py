@@ -151,3 +151,14 @@ def test_prune_removes_records_of_copies_that_are_gone(tmp_path: Path) -> None:
     names = {json.loads(p.read_text())["dest"] for p in (tmp_path / "cache" / "state").glob("*.json")}
     assert names == {str(here)} and stray in removed and len(removed) == 2
     assert copies.is_fresh(here, "v1")
+
+
+# -- pipes -------------------------------------------------------------------------------
+
+def test_a_fifo_is_refused_and_nothing_is_stored(case: Case, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    manager = case.make()
+    with pytest.raises(InvalidPathError, match="not a regular file"):
+        manager.upload(fifo)
+    assert manager.ls() == []

@@ -206,7 +206,7 @@ def sweep(folder: Path, older_than: float = SAFE_AGE) -> list[Path]:
     sweeping too).
     """
     cutoff = time.time() - older_than
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

@@ -143,8 +143,9 @@ class FsspecBlobManager(BlobManager):
                     self._open_error,
                 )
                 hide_secrets(self._secrets)
-                if self._store.prepare is not None:  # timeouts, client retries, resolved secrets
-                    self._retry.call(lambda: self._store.prepare(fs), "prepare", self._open_error)
+                prepare = self._store.prepare  # timeouts, client retries, resolved secrets
+                if prepare is not None:
+                    self._retry.call(lambda: prepare(fs), "prepare", self._open_error)
                 self._fs = fs
             return self._fs
 

@@ -33,7 +33,6 @@ import functools
 import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 from fsspec.asyn import sync
 
@@ -125,7 +124,7 @@ def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
     if credentials is not None:
         frozen = sync(fs.loop, credentials.get_frozen_credentials)
         found = [v for v in (frozen.access_key, frozen.secret_key, frozen.token) if v]
-        logs.hide_secrets([*found, *(quote(v, safe="") for v in found)])
+        logs.hide_secrets(found)  # also percent-encoded: see fsblob.errors.redact
     try:  # a missing bucket is a misconfiguration, not a missing artifact
         sync(fs.loop, client.head_bucket, Bucket=bucket)
     except Exception as exc:

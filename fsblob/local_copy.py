@@ -214,14 +214,26 @@ def sweep(folder: Path, older_than: float = SAFE_AGE) -> list[Path]:
     for entry in entries:
         if not (entry.name.startswith(".") and entry.name.endswith(PART_SUFFIX)):
             continue
-        try:
-            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
-                continue
-        except OSError:
+        if _newest_mtime(Path(entry.path)) >= cutoff:
             continue
         remove(Path(entry.path))
         removed.append(Path(entry.path))
     return removed
+
+
+def _newest_mtime(path: Path) -> float:
+    """The latest modification time of ``path`` or, for a directory, of anything
+    below it (a directory's own mtime does not move while a file in it grows).
+    An entry that cannot be read counts as new: it is left alone."""
+    try:
+        newest = path.lstat().st_mtime
+        if path.is_dir() and not path.is_symlink():
+            for dirpath, dirnames, filenames in os.walk(path):
+                for name in (*dirnames, *filenames):
+                    newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
+    except OSError:
+        return float("inf")
+    return newest
 
 
 def prune(cache_dir: Path, older_than: float = SAFE_AGE) -> list[Path]:

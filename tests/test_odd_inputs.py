@@ -123,6 +123,9 @@ def test_sweep_removes_old_temporaries_only(tmp_path: Path) -> None:
     old_file = tmp_path / f".a.bin.abcd1234{PART_SUFFIX}"
     old_dir = tmp_path / f".tree.abcd1234{PART_SUFFIX}"
     live = tmp_path / f".a.bin.live5678{PART_SUFFIX}"
+    live_dir = tmp_path / f".tree.live5678{PART_SUFFIX}"  # an old directory, a growing file
+    (live_dir / "growing.bin").parent.mkdir()
+    (live_dir / "growing.bin").write_bytes(b"x")
     kept = [tmp_path / "a.bin", tmp_path / f"visible{PART_SUFFIX}"]
     old_file.write_bytes(b"x")
     (old_dir / "inner").mkdir(parents=True)
@@ -130,11 +133,11 @@ def test_sweep_removes_old_temporaries_only(tmp_path: Path) -> None:
     for path in kept:
         path.write_bytes(b"x")
     two_days_ago = time.time() - 2 * 86400
-    for path in (old_file, old_dir, *kept):
+    for path in (old_file, old_dir / "inner", old_dir, live_dir, *kept):
         os.utime(path, (two_days_ago, two_days_ago))
     removed = local_copy.sweep(tmp_path, older_than=3600)
     assert sorted(removed) == sorted([old_file, old_dir])
-    assert live.exists() and all(p.exists() for p in kept)
+    assert live.exists() and live_dir.exists() and all(p.exists() for p in kept)
     assert local_copy.sweep(tmp_path / "missing") == []
 
 

@@ -12,6 +12,7 @@ from fsblob.config import BlobConfig, BlobManagerConfig, BlobManagerFactory, loa
 from fsblob.errors import (
     BlobConfigError,
     BlobError,
+    BlobIntegrityError,
     BlobNotFoundError,
     BlobTransferError,
     InvalidPathError,
@@ -31,6 +32,7 @@ __all__ = [
     "BlobConfig",
     "BlobConfigError",
     "BlobError",
+    "BlobIntegrityError",
     "BlobManager",
     "BlobManagerConfig",
     "BlobManagerFactory",

@@ -43,7 +43,7 @@ from typing import Any
 
 from fsspec.callbacks import Callback
 
-from fsblob.errors import BlobConfigError, BlobTransferError
+from fsblob.errors import BlobConfigError, BlobIntegrityError
 
 log = logging.getLogger("fsblob")
 
@@ -57,11 +57,10 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
-class RangeMismatch(BlobTransferError):
+class RangeMismatch(BlobIntegrityError):
     """A range or the whole object did not match what the store says it holds
-    (short range, changed object, checksum mismatch); worth another attempt."""
-
-    transient = True
+    (short range, changed object, checksum mismatch); retried like any
+    :class:`~fsblob.errors.BlobIntegrityError`."""
 
 
 # -- settings -------------------------------------------------------------------------

@@ -10,10 +10,12 @@ what would fix it. They never contain a secret: see :func:`redact`.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus, urlsplit
 
 __all__ = [
-    "BlobError",
     "BlobConfigError",
+    "BlobError",
+    "BlobIntegrityError",
     "BlobNotFoundError",
     "BlobTransferError",
     "InvalidPathError",
@@ -42,6 +44,13 @@ class BlobTransferError(BlobError, OSError):
     destination."""
 
 
+class BlobIntegrityError(BlobTransferError):
+    """What was transferred does not match what was expected: short, corrupt, or
+    not renamed into place. Worth another attempt, so it is retried."""
+
+    transient = True
+
+
 class InvalidPathError(BlobError, ValueError):
     """A path or URI is malformed (empty, NUL bytes, ``..`` segments, too long)."""
 
@@ -51,12 +60,15 @@ class PathOutsideRootError(InvalidPathError):
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Return ``text`` with every secret value replaced by ``***``.
+    """Return ``text`` with every secret value replaced by ``***``, also where it
+    appears percent-encoded (a token with ``/+=`` in a URL or a signed request).
 
     Secrets shorter than 4 characters are ignored: replacing them would mangle
     ordinary text while protecting nothing.
     """
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+    forms = {form for s in secrets if s and len(s) >= 4
+             for form in (s, quote(s, safe=""), quote(s), quote_plus(s))}
+    for secret in sorted(forms, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
 
@@ -67,3 +79,12 @@ def describe(exc: BaseException, secrets: Iterable[str] = (), limit: int = 400) 
     if len(message) > limit:
         message = message[:limit] + "..."
     return f"{type(exc).__name__}: {message}"
+
+
+def describe_endpoint(url: str, secrets: Iterable[str] = ()) -> str:
+    """An endpoint URL as errors show it: without a user or password in it."""
+    parts = urlsplit(url)
+    if parts.hostname and (parts.username or parts.password):
+        port = f":{parts.port}" if parts.port else ""
+        url = parts._replace(netloc=f"{parts.hostname}{port}").geturl()
+    return redact(url, secrets)

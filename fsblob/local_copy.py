@@ -5,11 +5,21 @@ destination directory):
 
 * a lock file (``locks/<hash>.lock``), taken with :mod:`filelock` around the whole
   check-fetch-rename sequence, so threads and processes on one host fetch a file
-  once. Lock files are never unlinked, which avoids the classic flock race where a
-  waiter locks an inode that another process has already removed;
+  once. The hash is of the destination as resolved (its directory's symlinks and
+  ``..`` followed), so every spelling of one place takes one lock. Lock files are
+  never unlinked, which avoids the classic flock race where a waiter locks an
+  inode that another process has already removed;
 * a record (``state/<hash>.json``) of the remote version the copy came from and of
   the copy itself (size, mtime, inode, per file for a directory). A copy is reused
   only while both still match, so a truncated, edited or stale copy is fetched again.
+  :func:`prune` removes the records of copies that are gone.
+
+Temporaries (``.<name>.<random>.fsblob-part``) fit in 255 bytes whatever the name
+(see :func:`fitted`), are created with the permissions the umask gives, as ``cp``
+does, and those of killed transfers are removed by :func:`sweep`.
+
+A cache directory that cannot be written is a :class:`~fsblob.errors.BlobConfigError`
+naming it and ``cache_directory``.
 """
 
 from __future__ import annotations
@@ -19,6 +29,8 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +39,14 @@ from typing import Any
 from filelock import FileLock
 from fsspec.callbacks import Callback
 
+from fsblob.errors import BlobConfigError
+
 PART_SUFFIX = ".fsblob-part"
+#: Bytes of a name kept in a temporary's name: ``.`` + 100 + ``.`` + 8 random
+#: + ``.fsblob-part`` is at most 122 bytes, well within a file name's 255.
+NAME_BYTES = 100
+#: Temporaries and records older than this (seconds) belong to no live transfer.
+SAFE_AGE = 24 * 3600
 
 
 def default_cache_dir() -> Path:
@@ -45,15 +64,23 @@ class LocalCopies:
         self.cache_dir = cache_dir
 
     def _key(self, dest: Path) -> str:
-        return hashlib.sha256(os.fsencode(dest)).hexdigest()[:32]
+        # The directory resolved, the name kept: a symlink planted at dest itself
+        # must not redirect the lock (it is replaced, never written through).
+        resolved = Path(os.path.realpath(dest.parent)) / dest.name
+        return hashlib.sha256(os.fsencode(resolved)).hexdigest()[:32]
 
     @contextmanager
     def locked(self, dest: Path) -> Iterator[None]:
         """Hold the inter-process lock of ``dest`` for the duration of the block."""
         locks = self.cache_dir / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with FileLock(locks / f"{self._key(dest)}.lock"):
+        with self._writable(locks):
+            locks.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(locks / f"{self._key(dest)}.lock")
+            lock.acquire()
+        try:
             yield
+        finally:
+            lock.release()
 
     def is_fresh(self, dest: Path, version: str) -> bool:
         """Whether ``dest`` is an untouched copy of remote ``version``."""
@@ -66,12 +93,13 @@ class LocalCopies:
     def record(self, dest: Path, version: str) -> None:
         """Remember that ``dest`` (as it is now) is a copy of remote ``version``."""
         state = self._state(dest)
-        state.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"dest": os.fsdecode(dest), "version": version, "copy": _snapshot(dest)})
-        fd, tmp = tempfile.mkstemp(dir=state.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, state)
+        with self._writable(state.parent):
+            state.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=state.parent, suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, state)
 
     def recorded(self, dest: Path) -> dict[str, Any] | None:
         """What :meth:`record` last wrote for ``dest`` (version and copy), if anything."""
@@ -83,7 +111,20 @@ class LocalCopies:
 
     def forget(self, dest: Path) -> None:
         """Drop the record of ``dest`` (before it is replaced)."""
-        self._state(dest).unlink(missing_ok=True)
+        with self._writable(self.cache_dir / "state"):
+            self._state(dest).unlink(missing_ok=True)
+
+    @contextmanager
+    def _writable(self, directory: Path) -> Iterator[None]:
+        """Turn an OSError on the cache directory into one clear error."""
+        try:
+            yield
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise BlobConfigError(
+                f"the cache directory {directory} cannot be written ({reason}); set "
+                "cache_directory (or $FSBLOB_CACHE_DIR) to a directory this user can write"
+            ) from None
 
     def _state(self, dest: Path) -> Path:
         return self.cache_dir / "state" / f"{self._key(dest)}.json"
@@ -150,14 +191,121 @@ def copy_file(src: Path, dest: Path, callback: Callback, *, step: int = 64 * 2**
         os.close(fd)
 
 
+def fitted(name: str, limit: int = NAME_BYTES) -> str:
+    """``name`` cut to at most ``limit`` bytes, never inside a UTF-8 character.
+
+    Temporaries are named ``.<fitted(name)>.<random>.fsblob-part``, so a name of
+    the 255 bytes Linux allows (84 CJK characters) still gives a valid name.
+    """
+    encoded = os.fsencode(name)
+    if len(encoded) <= limit:
+        return name
+    cut = encoded[:limit]
+    for drop in range(4):  # a UTF-8 character is at most 4 bytes
+        try:
+            return cut[: len(cut) - drop].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return os.fsdecode(cut)  # not UTF-8 at all: keep the bytes as they are
+
+
 def temp_sibling(dest: Path, *, directory: bool = False) -> Path:
-    """Create a hidden temporary file (or directory) next to ``dest``."""
-    prefix = f".{dest.name[:100]}."
+    """Create a hidden temporary file (or directory) next to ``dest``, with the
+    permissions the umask gives a new file (or directory), as ``cp`` does."""
+    prefix = f".{fitted(dest.name)}."
     if directory:
-        return Path(tempfile.mkdtemp(prefix=prefix, suffix=PART_SUFFIX, dir=dest.parent))
+        path = Path(tempfile.mkdtemp(prefix=prefix, suffix=PART_SUFFIX, dir=dest.parent))
+        os.chmod(path, 0o777 & ~umask())
+        return path
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=PART_SUFFIX, dir=dest.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~umask())
+    finally:
+        os.close(fd)
     return Path(name)
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:  # elsewhere: set and restore (other threads may see 0o077 briefly)
+        current = os.umask(0o077)
+        os.umask(current)
+    return current
+
+
+def sweep(folder: Path, older_than: float = SAFE_AGE) -> list[Path]:
+    """Remove the temporaries (``.*.fsblob-part``) in ``folder`` that were last
+    modified more than ``older_than`` seconds ago: those of killed transfers. A
+    live transfer's temporary is younger (it is written to as it goes), so it
+    stays. Returns what was removed; errors are ignored (another process may be
+    sweeping too).
+    """
+    cutoff = time.time() - older_than
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(PART_SUFFIX)):
+            continue
+        if _newest_mtime(Path(entry.path)) >= cutoff:
+            continue
+        remove(Path(entry.path))
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _newest_mtime(path: Path) -> float:
+    """The latest modification time of ``path`` or, for a directory, of anything
+    below it (a directory's own mtime does not move while a file in it grows).
+    An entry that cannot be read counts as new: it is left alone."""
+    try:
+        newest = path.lstat().st_mtime
+        if path.is_dir() and not path.is_symlink():
+            for dirpath, dirnames, filenames in os.walk(path):
+                for name in (*dirnames, *filenames):
+                    newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
+    except OSError:
+        return float("inf")
+    return newest
+
+
+def prune(cache_dir: Path, older_than: float = SAFE_AGE) -> list[Path]:
+    """Remove the stale freshness records of a cache directory: those whose copy
+    is gone, those untouched for ``older_than`` seconds, unreadable ones and
+    leftover record temporaries. A pruned record only costs one more fetch.
+    Lock files stay: they are empty, and removing one could let two processes
+    each hold "the" lock. Returns what was removed.
+    """
+    cutoff = time.time() - older_than
+    removed: list[Path] = []
+    state = cache_dir / "state"
+    for path in sorted(state.iterdir()) if state.is_dir() else []:
+        try:
+            stale = path.stat().st_mtime < cutoff or path.suffix != ".json"
+            if not stale:
+                dest = json.loads(path.read_text()).get("dest")
+                stale = not dest or not os.path.lexists(dest)
+        except (OSError, ValueError):
+            stale = True
+        if stale:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                continue
+            removed.append(path)
+    return removed
 
 
 def remove(path: Path) -> None:

@@ -53,3 +53,8 @@ def hide_secrets(secrets: Iterable[str]) -> None:
             if (isinstance(logger, logging.Logger) and name.split(".")[0] in LIBRARIES
                     and _REDACTOR not in logger.filters):
                 logger.addFilter(_REDACTOR)
+
+
+def known_secrets() -> frozenset[str]:
+    """Every secret registered with :func:`hide_secrets` so far (for error texts)."""
+    return _REDACTOR.secrets

@@ -22,13 +22,21 @@ from fsblob.backends import get_backend, keys
 from fsblob.errors import (
     BlobConfigError,
     BlobError,
+    BlobIntegrityError,
     BlobNotFoundError,
     BlobTransferError,
     InvalidPathError,
     describe,
+    describe_endpoint,
 )
-from fsblob.logs import hide_secrets
-from fsblob.retry import RetryPolicy, is_not_found, is_transient
+from fsblob.logs import hide_secrets, known_secrets
+from fsblob.retry import (
+    RetryPolicy,
+    is_integrity_failure,
+    is_not_found,
+    is_tls_failure,
+    is_transient,
+)
 from fsblob.transfer import Transfer
 
 log = logging.getLogger("fsblob")
@@ -99,7 +107,7 @@ class FsspecBlobManager(BlobManager):
         self._copies = local_copy.LocalCopies(self._cache_dir)
         self._fs: fsspec.AbstractFileSystem | None = None
         self._fs_lock = threading.Lock()
-        self._transfer = Transfer(self._store, lambda: self.fs, self._copies, name,
+        self._transfer = Transfer(self._store, self._open_fs, self._copies, name,
                                   chunks.TransferSettings.from_config(engine, name))
 
     def __repr__(self) -> str:
@@ -134,17 +142,30 @@ class FsspecBlobManager(BlobManager):
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
         """The fsspec filesystem, created (and its library imported) on first use."""
+        if self._fs is None:
+            self._call(f"open the {self._store.protocol!r} filesystem", self._open_fs)
+        assert self._fs is not None
+        return self._fs
+
+    def _open_fs(self) -> fsspec.AbstractFileSystem:
+        """The filesystem, opened in one attempt: an operation that needs it retries
+        its own attempt, so opening must not multiply the retries. An error that no
+        retry can mend is a :class:`BlobConfigError` naming the fix."""
         if self._fs is not None:
             return self._fs
         with self._fs_lock:
             if self._fs is None:
                 options = _merged(self._store.storage_options, self._store.engine_options)
-                self._fs = self._retry.call(
-                    lambda: fsspec.filesystem(self._store.protocol, **options),
-                    f"open the {self._store.protocol!r} filesystem",
-                    self._open_error,
-                )
-                hide_secrets(self._secrets)
+                try:
+                    fs = fsspec.filesystem(self._store.protocol, **options)
+                    hide_secrets(self._secrets)
+                    if self._store.prepare is not None:  # timeouts, client retries, secrets
+                        self._store.prepare(fs)
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    raise self._open_error(exc, 1) from None
+                self._fs = fs
             return self._fs
 
     # -- the contract -----------------------------------------------------------
@@ -341,29 +362,45 @@ class FsspecBlobManager(BlobManager):
 
     def _open_error(self, exc: Exception, attempts: int) -> Exception:
         what = f"open the {self._store.protocol!r} filesystem"
-        if isinstance(exc, (BlobError, ImportError)) or is_transient(exc):
+        if isinstance(exc, (BlobError, ImportError)) or is_transient(exc) or is_tls_failure(exc):
             return self._error(exc, what, attempts)
-        hint = f"; {self._store.requirements}" if self._store.requirements else ""
-        return BlobConfigError(f"{self._name}: cannot {what}: {describe(exc, self._secrets)}{hint}")
+        cause = describe(exc, self._secrets, limit=160)
+        if self._store.requirements:  # the fix first; a loader's raw detail is long
+            return BlobConfigError(f"{self._name}: cannot {what}: {self._store.requirements} "
+                                   f"(cause: {cause})")
+        return BlobConfigError(f"{self._name}: cannot {what}: {cause}")
 
     def _error(self, exc: Exception, what: str, attempts: int) -> Exception:
         if isinstance(exc, BlobError):
             return exc
-        detail = describe(exc, self._secrets)
+        secrets = (*self._secrets, *known_secrets())
+        detail = describe(exc, secrets)
         log.debug("%s: %s", what, detail)
         tries = f" after {attempts} attempts" if attempts > 1 else ""
+        options = self._store.storage_options
+        endpoint = str(options.get("endpoint_url") or options.get("endpoint") or "")
+        at = f" at {describe_endpoint(endpoint, secrets)}" if endpoint else ""
+        if is_tls_failure(exc):
+            return BlobConfigError(
+                f"{self._name}: cannot {what}{at}: the TLS handshake failed ({detail}); "
+                "check that the endpoint speaks https (not plain http) and that its "
+                "certificate verifies against the CA bundle given as 'verify'"
+            )
         if is_not_found(exc):
             return BlobNotFoundError(f"{self._name}: cannot {what}: not found ({detail})")
+        if is_integrity_failure(exc):
+            return BlobIntegrityError(f"{self._name}: cannot {what}{tries}: the bytes received "
+                                      f"do not match the store's checksum ({detail})")
         if isinstance(exc, ImportError):
             extra = _EXTRAS.get(self._store.protocol)
             fix = f"pip install 'fsblob[{extra}]'" if extra else "install the package it names"
             return BlobConfigError(f"{self._name}: cannot {what}: {detail}; {fix}")
         if isinstance(exc, PermissionError):
             return BlobTransferError(
-                f"{self._name}: cannot {what}: access denied ({detail}); "
+                f"{self._name}: cannot {what}{at}: access denied ({detail}); "
                 "check the credentials and the permissions of the root"
             )
-        return BlobTransferError(f"{self._name}: cannot {what}{tries}: {detail}")
+        return BlobTransferError(f"{self._name}: cannot {what}{at}{tries}: {detail}")
 
 
 def _merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,9 @@
 The rules are lexical, so they run before any I/O:
 
 * no empty path, no NUL or control characters;
+* no ``?`` or ``#``: a layer that reads the path as a URL (s3fs's ``?versionId=``,
+  an HTTP server) would take what follows for a query or a fragment, so
+  ``root/..?versionId=1`` would reach the server as ``root/..``;
 * no ``.`` or ``..`` segment and no encoded ``/``, also when percent-encoded
   (once or more: ``%2e%2e``, ``%252e``), since a layer between fsblob and the
   bytes (an HTTP gateway, a proxy) may decode it;
@@ -32,6 +35,11 @@ def check_segments(path: str, *, what: str) -> list[str]:
         raise InvalidPathError(f"{what} is empty; give a file name or a URI")
     if any(ord(c) < 32 or c == "\x7f" for c in path):
         raise InvalidPathError(f"{what} {path!r} contains a NUL or control character")
+    if "?" in path or "#" in path:
+        raise InvalidPathError(
+            f"{what} {path!r} contains '?' or '#', which URL-based stores read as a query "
+            "or fragment; rename the file without them"
+        )
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise InvalidPathError(f"{what} is longer than {MAX_PATH_BYTES} bytes")
     segments = [s for s in path.split("/") if s]

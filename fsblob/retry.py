@@ -3,14 +3,32 @@
 fsblob owns the retries of every backend: it turns the client libraries' own
 retries off where they have them (see the backends), so one policy with one
 budget applies everywhere. Only transient failures are retried: a refused or
-reset connection, a timeout, HTTP 408/429/5xx. "Not found", "access denied" and
-bad configuration fail at once.
+reset connection, a timeout, HTTP 408/429/5xx. "Not found", "access denied",
+bad configuration and TLS failures (a certificate that does not verify, https
+spoken to a plain-http port) fail at once.
+
+The bound. No attempt starts after ``retry_deadline`` seconds, and every request
+gives up after :data:`CONNECT_TIMEOUT` seconds to connect and :data:`READ_TIMEOUT`
+seconds without a byte arriving. So against a server that accepts connections and
+never answers, every operation ends within::
+
+    retry_deadline + CONNECT_TIMEOUT + READ_TIMEOUT     (60 + 10 + 30 = 100 s by default)
+
+S3: botocore's own retries are off, s3fs's are limited to one try, and botocore's
+timeouts default to these (a ``config`` with ``connect_timeout``/``read_timeout``
+replaces them). OSS and WebHDFS: every request of fsblob's filesystem goes
+through :class:`~fsblob.backends.timeouts.TimeoutAdapter`, which also cuts the
+requests that oss2's and ossfs's own retries make once the operation's end
+(:func:`operation_end`) has passed.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import ssl
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -35,6 +53,16 @@ TRANSIENT_TYPES = frozenset(
      "ProtocolError", "ChunkedEncodingError", "IncompleteRead", "RemoteDisconnected",
      "RequestError", "ReadTimeout", "ConnectTimeout",
      "FlexibleChecksumError", "InconsistentError"}  # bytes damaged in transit
+)
+#: Client errors saying the bytes did not match the store's checksum.
+INTEGRITY_TYPES = frozenset({"FlexibleChecksumError", "InconsistentError"})
+#: Seconds to connect, and seconds without a byte arriving, for every request.
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 30.0
+# TLS failures that no retry can mend (class names, as above).
+PERMANENT_TLS_TYPES = frozenset(
+    {"SSLError", "SSLCertVerificationError", "CertificateError", "ClientSSLError",
+     "ClientConnectorCertificateError", "ClientConnectorSSLError"}
 )
 PERMANENT_TYPES = (FileNotFoundError, PermissionError, IsADirectoryError,
                    NotADirectoryError, FileExistsError, ValueError, TypeError)
@@ -69,7 +97,7 @@ class RetryPolicy:
         """
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.retries + 1)
-            | tenacity.stop_after_delay(self.deadline),
+            | tenacity.stop_before_delay(self.deadline),  # no attempt starts after it
             wait=tenacity.wait_random_exponential(multiplier=self.backoff, max=self.max_backoff),
             retry=tenacity.retry_if_exception(is_transient),
             before_sleep=lambda state: log.warning(
@@ -78,14 +106,30 @@ class RetryPolicy:
             ),
             reraise=True,
         )
+        end = time.monotonic() + self.deadline + CONNECT_TIMEOUT + READ_TIMEOUT
+        outer = getattr(_OPERATION, "end", None)
+        _OPERATION.end = end if outer is None else min(outer, end)
         try:
             return retrying(fn)
         except Exception as exc:
             raise fail(exc, retrying.statistics.get("attempt_number", 1)) from None
+        finally:
+            _OPERATION.end = outer
+
+
+_OPERATION = threading.local()
+
+
+def operation_end() -> float | None:
+    """When the operation running in this thread must be over (``time.monotonic()``),
+    or ``None`` outside one: its retry deadline plus one request's timeout."""
+    return getattr(_OPERATION, "end", None)
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) is a failure worth retrying."""
+    if is_tls_failure(exc):
+        return False
     for link in _chain(exc):
         if getattr(link, "transient", False):
             return True
@@ -101,6 +145,24 @@ def is_transient(exc: BaseException) -> bool:
         if isinstance(link, PERMANENT_TYPES):
             return False
     return False
+
+
+def is_tls_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a TLS failure: a certificate that does
+    not verify, or a handshake with a server that does not speak TLS."""
+    for link in _chain(exc):
+        if isinstance(link, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            return False  # the server closed the connection: worth another try
+        if isinstance(link, ssl.SSLError) or any(
+                cls.__name__ in PERMANENT_TLS_TYPES for cls in type(link).__mro__):
+            return True
+    return False
+
+
+def is_integrity_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a client's checksum mismatch."""
+    return any(cls.__name__ in INTEGRITY_TYPES for link in _chain(exc)
+               for cls in type(link).__mro__)
 
 
 def is_not_found(exc: BaseException) -> bool:

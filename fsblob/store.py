@@ -54,6 +54,10 @@ class Store:
         etag: for stores whose ``info()`` lacks an ETag, a function
             ``(fs, path) -> str`` asking the store for it, so that a replaced
             object of the same size and second is still noticed.
+        prepare: a function ``(fs) -> None`` applied once to fsblob's own
+            filesystem instance when it is opened: request timeouts on its HTTP
+            session, the client's own retries off, secrets it resolved hidden.
+            It may raise :class:`~fsblob.errors.BlobConfigError`.
     """
 
     protocol: str
@@ -69,6 +73,7 @@ class Store:
     get_file: Callable[[Any, str, str, Any], None] | None = None
     etag: Callable[[Any, str], str] | None = None
     replace: Callable[[Any, str, str], None] | None = None
+    prepare: Callable[[Any], None] | None = None
 
     def uri(self, path: str) -> str:
         """The URI of a filesystem path of this store."""

@@ -26,7 +26,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from fsblob import chunks, local_copy, paths, versions
 from fsblob.backends import oss_upload, s3_upload
-from fsblob.errors import BlobTransferError, PathOutsideRootError
+from fsblob.errors import BlobIntegrityError, PathOutsideRootError
 from fsblob.retry import is_not_found
 from fsblob.store import Store
 
@@ -41,13 +41,6 @@ STALE_TEMPORARY = 3600.0
 #: Info fields that change when an object's content changes, across filesystems.
 _VERSION_FIELDS = ("ETag", "etag", "md5", "LastModified", "last_modified", "mtime",
                    "modificationTime", "created", "generation", "ino", "checksum")
-
-
-class Mismatch(BlobTransferError):
-    """What was transferred does not match what was expected (short, corrupt, or
-    not put into place); worth another attempt."""
-
-    transient = True
 
 
 class Transfer:
@@ -241,7 +234,7 @@ class Transfer:
             try:
                 self._get_tree(objects, callback)
             except FileNotFoundError:
-                raise Mismatch(f"{self.backend}: version {record.version} of "
+                raise BlobIntegrityError(f"{self.backend}: version {record.version} of "
                                f"{self.store.uri(path)} lost an object; a newer version replaced it") from None
             for md5, targets in wanted.items():
                 self._verify_md5(targets[0], md5, record, path)
@@ -250,7 +243,7 @@ class Transfer:
             for rel, entry in record.files.items():
                 got = tmp.joinpath(*rel.split("/")).stat().st_size
                 if got != entry.size:
-                    raise Mismatch(f"{self.backend}: {rel} of {self.store.uri(path)} has "
+                    raise BlobIntegrityError(f"{self.backend}: {rel} of {self.store.uri(path)} has "
                                    f"{got} bytes, its record says {entry.size}")
             self._put_in_place(tmp, dest, version)
         finally:
@@ -276,7 +269,7 @@ class Transfer:
             for p, target in targets.items():
                 self._verify(target, files[p])
             if _tree_version(path, self._plain_tree(path)) != version:
-                raise Mismatch(f"{self.backend}: {self.store.uri(path)} changed while it was "
+                raise BlobIntegrityError(f"{self.backend}: {self.store.uri(path)} changed while it was "
                                "downloaded (it has no commit record to read one version by)")
             self._put_in_place(tmp, dest, version)
         finally:
@@ -470,7 +463,7 @@ class Transfer:
             try:
                 self.fs.mv(tmp, dest)
                 if self._exists(tmp):
-                    raise Mismatch(f"{self.backend}: the store did not rename "
+                    raise BlobIntegrityError(f"{self.backend}: the store did not rename "
                                    f"{self.store.uri(tmp)} to {self.store.uri(dest)}")
             except BaseException:
                 if aside is not None and not self._exists(dest):
@@ -540,7 +533,7 @@ class Transfer:
     def _verify(self, local: Path, info: Mapping[str, Any], *, hashed: bool = False) -> None:
         size = local.stat().st_size
         if info.get("size") is not None and size != info["size"]:
-            raise Mismatch(
+            raise BlobIntegrityError(
                 f"{self.backend}: received {size} bytes of {info.get('name')}, expected {info['size']}"
             )
         etag = str(info.get("ETag") or info.get("etag") or "").strip('"').lower()
@@ -548,7 +541,7 @@ class Transfer:
                 and info.get("ServerSideEncryption") != "aws:kms"):
             digest = versions.file_md5(local)
             if digest != etag:
-                raise Mismatch(
+                raise BlobIntegrityError(
                     f"{self.backend}: the bytes received for {info.get('name')} do not match "
                     f"the store's MD5 ({digest} != {etag})"
                 )
@@ -556,14 +549,14 @@ class Transfer:
     def _verify_md5(self, local: Path, md5: str, record: versions.Record, path: str) -> None:
         digest = versions.file_md5(local)
         if digest != md5:
-            raise Mismatch(f"{self.backend}: an object of version {record.version} of "
+            raise BlobIntegrityError(f"{self.backend}: an object of version {record.version} of "
                            f"{self.store.uri(path)} does not match its MD5 ({digest} != {md5})")
 
     def _check_size(self, path: str, size: int) -> None:
         self.fs.invalidate_cache(path)
         stored = self.fs.info(path).get("size")
         if stored != size:
-            raise Mismatch(
+            raise BlobIntegrityError(
                 f"{self.backend}: {self.store.uri(path)} holds {stored} bytes after upload, expected {size}"
             )
 
@@ -647,7 +640,7 @@ class Transfer:
 
     def _remote_temp(self, dest: str) -> str:
         parent, name = posixpath.split(dest)
-        return f"{parent}/.{_short(name)}.{_random.token_hex(6)}{local_copy.PART_SUFFIX}"
+        return f"{parent}/.{local_copy.fitted(name)}.{_random.token_hex(6)}{local_copy.PART_SUFFIX}"
 
     def _discard(self, path: str) -> None:
         """Remove a remote temporary if it is still there; never raise."""
@@ -680,12 +673,6 @@ class _Within(Callback):
 
     def relative_update(self, inc: int = 1) -> None:
         self._target.relative_update(inc)
-
-
-def _short(name: str) -> str:
-    """A prefix of ``name`` that leaves a temporary's name within 255 bytes."""
-    encoded = name.encode("utf-8", "surrogateescape")[:200]
-    return encoded.decode("utf-8", "ignore")
 
 
 def _version(info: Mapping[str, Any]) -> str:

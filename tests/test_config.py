@@ -52,7 +52,7 @@ def test_every_manager_is_importable_by_class_path(name: str) -> None:
     configs = {
         "LocalBlobManager": {"root_directory": "/tmp/x"},
         "S3BlobManager": {"bucket_name": "b"},
-        "OssBlobManager": {"endpoint": "http://127.0.0.1:1", "bucket": "b"},
+        "OssBlobManager": {"endpoint": "http://127.0.0.1:1", "bucket": "bkt"},
         "HDFSBlobManager": {"hdfs_url": "http://127.0.0.1:1", "root_directory": "/a"},
         "FsspecBlobManager": {"root_directory": "memory://x"},
     }

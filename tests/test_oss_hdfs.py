@@ -13,7 +13,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from fsblob import BlobNotFoundError, BlobTransferError, OssBlobManager
+from fsblob import BlobConfigError, BlobNotFoundError, BlobTransferError, OssBlobManager
 from tests.conftest import OSS_BUCKET, Case
 from tests.test_contract import _file, _leftovers
 
@@ -77,12 +77,13 @@ def test_oss_ranged_read_defect_does_not_reach_downloads(oss_case: Case, tmp_pat
 
 
 def test_oss_missing_bucket(oss_case: Case, tmp_path: Path) -> None:
-    """ossfs's exists('missing-bucket') raises; fsblob's answers and errors stay clear."""
+    """A missing bucket is a configuration error naming the key, never "not found"."""
     manager = OssBlobManager({**oss_case.config, "bucket": "no-such-bucket"})
-    assert manager.exists("anything.bin") is False
-    with pytest.raises(BlobNotFoundError, match="no-such-bucket"):
+    with pytest.raises(BlobConfigError, match="bucket"):
+        manager.exists("anything.bin")
+    with pytest.raises(BlobConfigError, match="no-such-bucket"):
         manager.upload(_file(tmp_path / "a.bin"))
-    with pytest.raises(BlobNotFoundError):
+    with pytest.raises(BlobConfigError):
         manager.download("a.bin", tmp_path / "out")
 
 

@@ -10,7 +10,7 @@ import fsspec
 import pandas as pd
 import pytest
 
-from fsblob import BlobNotFoundError, BlobTransferError, S3BlobManager
+from fsblob import BlobConfigError, BlobTransferError, S3BlobManager
 from tests.conftest import S3_BUCKET, Case
 from tests.servers.moto import MotoServer
 from tests.test_contract import _file
@@ -59,9 +59,9 @@ def test_legacy_bare_key_downloads_relative_to_the_root(s3_case: Case, tmp_path:
 
 def test_missing_bucket_is_a_clear_error(s3_case: Case, tmp_path: Path) -> None:
     manager = S3BlobManager({**s3_case.config, "bucket_name": "no-such-bucket"})
-    with pytest.raises(BlobNotFoundError) as info:
+    with pytest.raises(BlobConfigError) as info:  # a typo in the config, not a missing artifact
         manager.upload(_file(tmp_path / "a.bin"))
-    assert "no-such-bucket" in str(info.value) and "bucket" in str(info.value).lower()
+    assert "no-such-bucket" in str(info.value) and "bucket_name" in str(info.value)
 
 
 def test_wrong_credentials_are_a_clear_error(strict_moto: MotoServer, tmp_path: Path) -> None:

@@ -154,7 +154,7 @@ def test_bad_retry_settings_are_refused(key: str, value: Any) -> None:
 
 @pytest.mark.parametrize("module, config, extra", [
     ("s3fs", "{'bucket_name': 'b'}", "s3"),
-    ("ossfs", "{'bucket': 'b', 'endpoint': 'http://127.0.0.1:1'}", "oss"),
+    ("ossfs", "{'bucket': 'bkt', 'endpoint': 'http://127.0.0.1:1'}", "oss"),
 ])
 def test_missing_extra_is_reported_when_the_manager_is_built(module: str, config: str, extra: str) -> None:
     manager = {"s3": "S3BlobManager", "oss": "OssBlobManager"}[extra]

@@ -8,10 +8,21 @@ key                    meaning
 ``protocol``           the fsspec protocol, when ``root_directory`` carries none
 ``storage_options``    keyword arguments for the fsspec filesystem
 =====================  =============================================================
+
+Protocols that need a hand:
+
+* ``http``/``https``: a server may send ``Last-Modified`` (or ``Content-MD5``,
+  ``Digest``) and no ETag; ``ftp``: ``info()`` has only ``modify`` and ``unique``
+  (device and inode on the server). Those fields are the version of a file there
+  (:data:`VERSION_FIELDS`), so a same-size change is fetched again.
+* ``ftp``: fsspec's ``rm(path, recursive=True)`` on a *file* lists the file as if
+  it were a directory and deletes ``<file>/<file>`` (``550 Not a directory``):
+  fsblob's instance removes a file as a file.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +38,10 @@ from fsblob.store import Store
 
 BACKEND = "fsspec"
 KEYS = ("root_directory", "protocol", "storage_options")
+#: ``info()`` fields that change with a file's content on protocols whose info has
+#: no ETag (HTTP servers without one, FTP).
+VERSION_FIELDS = ("ETag", "Last-Modified", "Content-MD5", "Digest", "modify", "unique")
+_VERSIONED_BY_FIELDS = frozenset({"http", "https", "ftp"})
 
 
 def store(config: Mapping[str, Any]) -> Store:
@@ -63,4 +78,27 @@ def store(config: Mapping[str, Any]) -> Store:
         root=uris.strip_protocol(protocol, root).rstrip("/") or "/",
         storage_options={**url_options, **options},
         url_prefix=url_prefix,
+        etag=_version_fields if protocol in _VERSIONED_BY_FIELDS else None,
+        prepare=_ftp_prepare if protocol == "ftp" else None,
     )
+
+
+def _version_fields(fs: Any, path: str) -> str:
+    """The fields of ``info()`` that stand for the file's version there."""
+    info = fs.info(path)
+    return json.dumps({k: str(info[k]) for k in VERSION_FIELDS if info.get(k)}, sort_keys=True)
+
+
+def _ftp_prepare(fs: Any) -> None:
+    """Make ``rm`` remove a file as a file on fsblob's FTP instance."""
+    if getattr(fs, "_fsblob_rm", None) is not None:
+        return
+    fs._fsblob_rm = whole_rm = fs.rm
+
+    def rm(path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
+        if isinstance(path, str) and fs.isfile(path):
+            fs.rm_file(path)
+        else:
+            whole_rm(path, recursive=recursive, maxdepth=maxdepth)
+
+    fs.rm = rm

@@ -24,15 +24,13 @@ from urllib.parse import quote, urlsplit
 
 from fsspec.callbacks import Callback
 
-from fsblob import paths
-from fsblob.backends import keys
+from fsblob import paths, retry
+from fsblob.backends import keys, timeouts
 from fsblob.errors import BlobConfigError
 from fsblob.store import Store
 
 BACKEND = "hdfs"
 CHUNK = 2**20
-#: WebHDFS requests: seconds to connect, and seconds without a byte moving.
-TIMEOUT = (10, 30)
 KEYS = ("hdfs_url", "hdfs_user", "root_directory")
 
 LIBHDFS_REQUIREMENTS = (
@@ -91,7 +89,19 @@ def store(config: Mapping[str, Any]) -> Store:
         put_file=_webhdfs_put_file if protocol == "webhdfs" else None,
         get_file=_webhdfs_get_file if protocol == "webhdfs" else None,
         replace=_webhdfs_replace if protocol == "webhdfs" else None,
+        prepare=_webhdfs_prepare if protocol == "webhdfs" else None,
     )
+
+
+def _webhdfs_prepare(fs: Any) -> None:
+    """Give every request of fsblob's WebHDFS filesystem a timeout: fsspec's
+    ``_call`` (``ls``, ``info``, ``mkdir``, ``rm``, ``mv``) sends them without one."""
+    timeouts.mount(fs.session)
+
+
+def _timeout() -> tuple[float, float]:
+    """Seconds to connect, and seconds without a byte moving, per WebHDFS request."""
+    return (retry.CONNECT_TIMEOUT, retry.READ_TIMEOUT)
 
 
 def _webhdfs_get_file(fs: Any, rpath: str, lpath: str, callback: Callback) -> None:
@@ -147,11 +157,11 @@ def _webhdfs_call(fs: Any, method: str, op: str, rpath: str, *, data: Any = None
     with a timeout on every leg, and errors raised as fsspec raises them."""
     url = fs._apply_proxy(fs.url + quote(fs._strip_protocol(rpath), safe="/="))
     response = fs.session.request(method, url, params={**fs.pars, **params, "op": op},
-                                  allow_redirects=False, timeout=TIMEOUT)
+                                  allow_redirects=False, timeout=_timeout())
     if response.status_code in (301, 302, 303, 307, 308):
         response.close()
         response = fs.session.request(method, fs._apply_proxy(response.headers["Location"]),
-                                      data=data, headers=headers, stream=stream, timeout=TIMEOUT)
+                                      data=data, headers=headers, stream=stream, timeout=_timeout())
     _raise_for_webhdfs(response, rpath)
     if data is not None and response.request.body is None:
         raise OSError(f"WebHDFS {op} of {rpath} answered {response.status_code} without "

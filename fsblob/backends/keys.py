@@ -6,6 +6,7 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from fsblob import paths
 from fsblob.errors import BlobConfigError
@@ -59,6 +60,24 @@ def text(config: Mapping[str, Any], key: str, backend: str) -> str | None:
             f"not {type(value).__name__}"
         )
     return str(value)
+
+
+def url(config: Mapping[str, Any], key: str, backend: str) -> str | None:
+    """An ``http://`` or ``https://`` URL with a host (``127.0.0.1:5123`` alone is not one)."""
+    value = text(config, key, backend)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise BlobConfigError(
+            f"{backend}: blob_manager_config key {key!r} is {value!r}, not an http:// or "
+            f"https:// URL with a host; give e.g. https://{value.split('://')[-1].strip('/') or 'host'}"
+        )
+    return value
 
 
 def required(config: Mapping[str, Any], key: str, backend: str, *, fix: str) -> str:

@@ -16,13 +16,19 @@ URIs are ``oss://<bucket>/<root>/<name>``. The legacy manager's URIs,
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from fsblob.backends import keys
+from fsblob import retry
+from fsblob.backends import keys, timeouts
+from fsblob.errors import BlobConfigError
 from fsblob.store import Store
 
 BACKEND = "oss"
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?/?$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 KEYS = ("access_key_id", "access_key_secret", "endpoint", "bucket", "root_directory")
 
 
@@ -32,20 +38,50 @@ def store(config: Mapping[str, Any]) -> Store:
     endpoint = keys.required(config, "endpoint", BACKEND,
                              fix="set it to the OSS endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com")
     root = keys.bucket_root(config, "bucket", BACKEND)
+    bucket = root.split("/", 1)[0]
+    if not _BUCKET.match(bucket):
+        raise BlobConfigError(
+            f"{BACKEND}: bucket {bucket!r} is not a valid OSS bucket name: 3 to 63 lowercase "
+            "letters, digits and hyphens, starting and ending with a letter or digit"
+        )
+    if "://" in endpoint:
+        keys.url(config, "endpoint", BACKEND)
+    elif not _HOST.match(endpoint):  # the documented bare domain: oss2 adds http://
+        raise BlobConfigError(
+            f"{BACKEND}: endpoint {endpoint!r} is not a domain name or an http(s):// URL; "
+            "give e.g. https://oss-cn-hangzhou.aliyuncs.com"
+        )
     key_id, secret = keys.pair(config, "access_key_id", "access_key_secret", BACKEND,
                                otherwise="for anonymous access")
     options: dict[str, Any] = {"endpoint": endpoint}
     if key_id:
         options.update(key=key_id, secret=secret)
     host = endpoint.split("://", 1)[-1].rstrip("/")
-    bucket = root.split("/", 1)[0]
     return Store(
         protocol="oss",
         root=root,
         storage_options=options,
         legacy_prefixes={f"{bucket}.{host}": bucket},
         etag=_etag,
+        prepare=functools.partial(_prepare, bucket=bucket),
     )
+
+
+def _prepare(fs: Any, *, bucket: str) -> None:
+    """Request timeouts on fsblob's ossfs instance (oss2 waits 60 s per request and
+    retries, as ossfs does around it: see :mod:`fsblob.backends.timeouts`), and the
+    bucket must exist."""
+    timeouts.mount(fs._session.session)
+    try:
+        fs._call_oss("get_bucket_info", bucket=bucket)
+    except Exception as exc:
+        if retry.is_not_found(exc):
+            raise BlobConfigError(
+                f"{BACKEND}: bucket {bucket!r}: no such bucket at {fs._endpoint}; create the "
+                "bucket, or correct bucket (and endpoint)") from None
+        if retry.is_transient(exc) or retry.is_tls_failure(exc):
+            raise
+        # e.g. 403: this key may not read the bucket's info; its objects will tell
 
 
 def _etag(fs: Any, path: str) -> str:

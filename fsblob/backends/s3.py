@@ -17,14 +17,26 @@ key                      meaning                                         s3fs ar
 ``config``               botocore ``Config`` options                     ``config_kwargs``
 =======================  ==============================================  ========================
 
-Keys left out fall back to the usual AWS credential chain (environment, profile).
+Keys left out fall back to the usual AWS credential chain (environment, profile);
+the credentials it yields are kept out of logs and errors like configured ones.
+
+fsblob's own filesystem instance gets botocore timeouts of
+:data:`fsblob.retry.CONNECT_TIMEOUT` and :data:`fsblob.retry.READ_TIMEOUT` (unless
+``config`` sets ``connect_timeout``/``read_timeout``), no botocore retries (unless
+``config`` sets ``retries``) and one try per s3fs call: fsblob's retry policy is
+the only one, so ``retry_deadline`` bounds every operation.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Mapping
 from typing import Any
 
+from fsspec.asyn import sync
+
+from fsblob import logs, retry
 from fsblob.backends import keys, s3_upload
 from fsblob.errors import BlobConfigError
 from fsblob.store import Store
@@ -56,20 +68,26 @@ def store(config: Mapping[str, Any]) -> Store:
         is_flag = isinstance(verify, bool) or str(verify).strip().lower() in (
             "true", "false", "yes", "no", "on", "off", "0", "1")
         client["verify"] = keys.flag(config, "verify", BACKEND) if is_flag else str(verify)
+
     options: dict[str, Any] = {}
     if key_id:
         options.update(key=key_id, secret=secret)
     if keys.text(config, "session_token", BACKEND):
         options["token"] = keys.text(config, "session_token", BACKEND)
     if keys.text(config, "endpoint_url", BACKEND):
-        options["endpoint_url"] = keys.text(config, "endpoint_url", BACKEND)
+        options["endpoint_url"] = keys.url(config, "endpoint_url", BACKEND)
     if keys.flag(config, "use_ssl", BACKEND) is not None:
         options["use_ssl"] = keys.flag(config, "use_ssl", BACKEND)
     if client:
         options["client_kwargs"] = client
     if keys.mapping(config, "config", BACKEND):
         options["config_kwargs"] = keys.mapping(config, "config", BACKEND)
-    retries_given = "retries" in keys.mapping(config, "config", BACKEND)
+    given = keys.mapping(config, "config", BACKEND)
+    # fsblob retries: botocore's own retries stay off unless `config` sets them.
+    engine: dict[str, Any] = {} if "retries" in given else {
+        "retries": {"total_max_attempts": 1, "mode": "standard"}}
+    engine.update({k: v for k, v in (("connect_timeout", retry.CONNECT_TIMEOUT),
+                                     ("read_timeout", retry.READ_TIMEOUT)) if k not in given})
     return Store(
         protocol="s3",
         root=root,
@@ -77,7 +95,44 @@ def store(config: Mapping[str, Any]) -> Store:
         md5_etag=True,
         put_file=s3_upload.put_file,
         get_options={"max_concurrency": 1},  # one streamed GET: fastest, and constant memory
-        # fsblob retries; botocore's own retries stay off unless `config` sets them.
-        engine_options={} if retries_given else {
-            "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}},
+        engine_options={"config_kwargs": engine},
+        prepare=functools.partial(_prepare, bucket=root.split("/", 1)[0],
+                                  ca_bundle=None if isinstance(client.get("verify"), (bool, type(None)))
+                                  else client["verify"]),
     )
+
+
+def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
+    """Open fsblob's s3fs instance: the CA bundle must exist, one try per s3fs call
+    (fsblob retries), no waiting for "100 Continue", the credentials the client
+    resolved (environment, profile, role) kept out of logs and errors, and the
+    bucket must exist."""
+    from botocore.handlers import add_expect_header
+
+    if ca_bundle is not None and not os.path.isfile(os.path.expanduser(ca_bundle)):
+        raise BlobConfigError(
+            f"{BACKEND}: verify {ca_bundle!r} is neither true/false nor an existing CA bundle "
+            "file; give the path of a PEM bundle, or true to use the system's"
+        )
+    fs.retries = 1
+    client = sync(fs.loop, fs.set_session)
+    # botocore asks for "Expect: 100-continue" on every upload, and aiohttp then waits
+    # for the "100 Continue" with no timeout at all: a stuck server hung uploads forever.
+    for events in (fs.session, client.meta.events):
+        events.unregister("before-call.s3", add_expect_header)
+    credentials = sync(fs.loop, fs.session.get_credentials)
+    if credentials is not None:
+        frozen = sync(fs.loop, credentials.get_frozen_credentials)
+        found = [v for v in (frozen.access_key, frozen.secret_key, frozen.token) if v]
+        logs.hide_secrets(found)  # also percent-encoded: see fsblob.errors.redact
+    try:  # a missing bucket is a misconfiguration, not a missing artifact
+        sync(fs.loop, client.head_bucket, Bucket=bucket)
+    except Exception as exc:
+        if retry.is_not_found(exc):
+            raise BlobConfigError(
+                f"{BACKEND}: bucket_name {bucket!r}: no such bucket at "
+                f"{fs.endpoint_url or 'AWS S3'}; create the bucket, or correct bucket_name "
+                "(and endpoint_url)") from None
+        if retry.is_transient(exc) or retry.is_tls_failure(exc):
+            raise
+        # e.g. 403: this role may not list the bucket; its objects will tell

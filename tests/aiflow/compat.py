@@ -78,6 +78,7 @@ def assert_retried_like_aiflow(manager_class: type, config: Mapping[str, Any], u
 
     def download(retries: int, dest: str, fail: int) -> tuple[int, BlobTransferError | None]:
         manager = manager_class({**config, 'retries': retries, 'retry_deadline': 30})
+        manager.fs  # noqa: B018  (opened first: its bucket check is not the download's)
         before, error = len(server.requests), None
         server.fail_next(fail)
         try:

@@ -303,7 +303,7 @@ def test_a_symlink_planted_in_a_local_store_is_never_followed_out(local_case: Ca
     os.symlink(secret, Path(uri) / "leak.txt")  # planted by someone with access to the root
     got = Path(manager.download(uri, tmp_path / "out"))  # the record names no leak.txt
     assert "leak.txt" not in _files(got)
-    os.unlink(Path(manager.root_url) / ".fsblob" / "commits" / "model.json")  # now a foreign tree
+    os.unlink(Path(manager.root_url) / ".fsblob" / "commits" / "model")  # now a foreign tree
     with pytest.raises(PathOutsideRootError):
         manager.download(uri, tmp_path / "out2")
     assert not list((tmp_path / "out2").rglob("leak.txt"))

@@ -178,7 +178,7 @@ class Transfer:
         """Bring ``dest`` up to date with remote ``path`` (the caller holds its lock)."""
         self.fs.invalidate_cache(path)
         try:
-            info = self.fs.info(path)
+            info = dict(self.store.stat(self.fs, path) if self.store.stat else self.fs.info(path))
         except FileNotFoundError:
             info = None
         if info is None or info.get("type") == "directory":
@@ -524,7 +524,7 @@ class Transfer:
                 f"{self.backend}: received {size} bytes of {info.get('name')}, expected {info['size']}"
             )
         etag = str(info.get("ETag") or info.get("etag") or "").strip('"').lower()
-        if self.store.md5_etag and len(etag) == 32 and info.get("ServerSideEncryption") != "aws:kms":
+        if self.store.md5_etag and len(etag) == 32 and info.get("etag_is_md5", True):
             digest = versions.file_md5(local)
             if digest != etag:
                 raise BlobIntegrityError(

@@ -62,6 +62,15 @@ class LocalCopies:
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir
+        self._swept: set[str] = set()
+
+    def sweep_once(self, folder: Path) -> None:
+        """:func:`sweep` ``folder`` the first time this process downloads there, so a
+        download's cost does not grow with the number of files beside it."""
+        key = os.path.realpath(folder)
+        if key not in self._swept:
+            self._swept.add(key)
+            sweep(folder)
 
     def _key(self, dest: Path) -> str:
         # The directory resolved, the name kept: a symlink planted at dest itself
@@ -163,7 +172,9 @@ def snapshot(path: Path) -> Any:
 
 def copy_file(src: Path, dest: Path, callback: Callback, *, step: int = 64 * 2**20) -> None:
     """Copy a local file's bytes into ``dest``, telling ``callback`` of the bytes
-    copied; in the kernel where it can (``copy_file_range``).
+    copied; in the kernel where it can (``copy_file_range``). The copy has the
+    source's permissions less the umask, as ``cp`` gives a new file (so a script
+    stays executable).
 
     ``dest`` is opened without ``O_TRUNC`` (a fresh temporary is empty anyway):
     on ext4 a file truncated and then rewritten is flushed to disk when closed.
@@ -187,6 +198,7 @@ def copy_file(src: Path, dest: Path, callback: Callback, *, step: int = 64 * 2**
                 callback.relative_update(moved)
         if os.fstat(fd).st_size > done:
             os.ftruncate(fd, done)
+        os.fchmod(fd, src.stat().st_mode & 0o777 & ~umask())  # as cp makes a new file
     finally:
         os.close(fd)
 

@@ -276,9 +276,15 @@ class FsspecBlobManager(BlobManager):
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            if local_dir is None:
+                raise BlobConfigError(
+                    f"{self._name}: cannot create {folder} in the cache directory: "
+                    f"{describe(exc)}; set cache_directory (or $FSBLOB_CACHE_DIR) to a "
+                    "writable directory, or pass local_dir") from None
             raise BlobTransferError(
                 f"{self._name}: cannot create the download directory {folder}: {describe(exc)}"
             ) from None
+        self._copies.sweep_once(folder)  # what killed downloads left there
         dest = folder / posixpath.basename(path)
         callback = callback or DEFAULT_CALLBACK
         uri = self._store.uri(path)
@@ -311,9 +317,12 @@ class FsspecBlobManager(BlobManager):
         """Remove what no version needs any more: stored objects that no commit
         record names, and temporaries of uploads that died; only those older than
         ``older_than`` seconds (default a day), so that a running upload keeps its
-        own. Returns the URIs removed."""
-        return self._call(f"collect garbage under {self.root_url}",
-                          lambda: self._transfer.gc(older_than))
+        own; also the freshness records in the cache directory of copies that
+        no longer exist. Returns the URIs removed."""
+        removed = self._call(f"collect garbage under {self.root_url}",
+                             lambda: self._transfer.gc(older_than))
+        local_copy.prune(self._cache_dir, older_than)  # records of copies long gone
+        return removed
 
     def sign(self, remote_file_path: str, expires: float | timedelta = 3600) -> str:
         """A URL that fetches a stored file with a plain HTTP GET, no credentials

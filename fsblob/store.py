@@ -51,6 +51,10 @@ class Store:
             file ``dest`` in one step, for rename stores whose filesystem cannot
             (WebHDFS's rename with ``OVERWRITE``). Without it, fsblob moves the old
             file aside first and back if the rename fails.
+        stat: a replacement for the filesystem's ``info(path)`` of one object, called
+            as ``stat(fs, path)``, where ``info`` leaves out what verification needs
+            (S3: whether the object is encrypted with KMS or a customer key, whose
+            ETags are not the MD5 of the bytes).
         etag: for stores whose ``info()`` lacks an ETag, a function
             ``(fs, path) -> str`` asking the store for it, so that a replaced
             object of the same size and second is still noticed.
@@ -74,6 +78,7 @@ class Store:
     etag: Callable[[Any, str], str] | None = None
     replace: Callable[[Any, str, str], None] | None = None
     prepare: Callable[[Any], None] | None = None
+    stat: Callable[[Any, str], Mapping[str, Any]] | None = None
 
     def uri(self, path: str) -> str:
         """The URI of a filesystem path of this store."""

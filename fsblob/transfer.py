@@ -101,8 +101,8 @@ class Transfer:
         name = versions.name_of(self.root, dest)
         assert name is not None
         current = self._read_record(name)
-        known = {e.md5 for e in current.files.values()} if current else set()
-        new = {f.entry.md5: f for f in files.values() if f.entry.md5 not in known}
+        known = {e.key for e in current.files.values()} if current else set()
+        new = {f.entry.key: f for f in files.values() if f.entry.key not in known}
         callback.set_size(sum(f.entry.size for f in new.values()))
         self._store_objects(new, callback)
         record = versions.Record(versions.new_version(), versions.stamp(),
@@ -117,14 +117,14 @@ class Transfer:
         small = [f for f in new.values() if f.entry.size <= BATCH_FILE_SIZE]
         if small and self.store.atomic_put:  # one call: asynchronous filesystems overlap them
             self.fs.put([str(f.path) for f in small],
-                        [versions.object_path(self.root, f.entry.md5) for f in small],
+                        [versions.object_path(self.root, f.entry.key) for f in small],
                         callback=_Bytes(callback, [f.entry.size for f in small]))
-            small_set = {f.entry.md5 for f in small}
+            small_set = {f.entry.key for f in small}
         else:
             small_set = set()
-        for md5, f in new.items():
-            if md5 not in small_set:
-                self._write(f.path, versions.object_path(self.root, md5), _Within(callback))
+        for key, f in new.items():
+            if key not in small_set:
+                self._write(f.path, versions.object_path(self.root, key), _Within(callback))
 
     def _publish(self, dest: str, record: versions.Record,
                  files: Mapping[str, versions.LocalFile], previous: versions.Record | None) -> None:
@@ -139,7 +139,7 @@ class Transfer:
             old = previous.files.get(rel) if previous else None
             if old == f.entry and plain.get(rel) == f.entry.size:
                 continue  # already there
-            self._place(f.entry.md5, f"{dest}/{rel}", f.path)
+            self._place(f.entry.key, f"{dest}/{rel}", f.path)
             touched.append(rel)
         stale = [rel for rel in plain if rel not in files]
         self._rm_many([f"{dest}/{rel}" for rel in stale])
@@ -151,12 +151,12 @@ class Transfer:
                      self.store.uri(dest), latest.version)
             for rel in touched + stale:
                 if rel in latest.files:
-                    self._place(latest.files[rel].md5, f"{dest}/{rel}", None)
+                    self._place(latest.files[rel].key, f"{dest}/{rel}", None)
             self._rm_many([f"{dest}/{rel}" for rel in touched if rel not in latest.files])
 
-    def _place(self, md5: str, plain: str, local: Path | None) -> None:
-        """Put a copy of object ``md5`` at ``plain``, atomically."""
-        obj = versions.object_path(self.root, md5)
+    def _place(self, key: str, plain: str, local: Path | None) -> None:
+        """Put a copy of object ``key`` at ``plain``, atomically."""
+        obj = versions.object_path(self.root, key)
         if self.store.protocol in ("file", "local"):
             os.makedirs(posixpath.dirname(plain), exist_ok=True)
             tmp = self._remote_temp(plain)
@@ -182,7 +182,7 @@ class Transfer:
         """Bring ``dest`` up to date with remote ``path`` (the caller holds its lock)."""
         self.fs.invalidate_cache(path)
         try:
-            info = self.fs.info(path)
+            info = dict(self.store.stat(self.fs, path) if self.store.stat else self.fs.info(path))
         except FileNotFoundError:
             info = None
         if info is None or info.get("type") == "directory":
@@ -225,19 +225,21 @@ class Transfer:
                 target = tmp.joinpath(*rel.split("/"))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 have = reusable.get(rel)
-                if have is not None and have[0] == entry.md5:
+                if have is not None and have[0] == entry.key:
                     os.link(have[1], target)  # unchanged since the last download
                 else:
-                    wanted.setdefault(entry.md5, []).append(target)
-            objects = {versions.object_path(self.root, md5): targets[0]
-                       for md5, targets in wanted.items()}
+                    wanted.setdefault(entry.key, []).append(target)
+            objects = {versions.object_path(self.root, key): targets[0]
+                       for key, targets in wanted.items()}
             try:
                 self._get_tree(objects, callback)
             except FileNotFoundError:
                 raise BlobIntegrityError(f"{self.backend}: version {record.version} of "
                                f"{self.store.uri(path)} lost an object; a newer version replaced it") from None
-            for md5, targets in wanted.items():
-                self._verify_md5(targets[0], md5, record, path)
+            for key, targets in wanted.items():
+                self._verify_md5(targets[0], key.split(".")[0], record, path)
+                if key.endswith(".x"):  # executable: x bits within the umask, as cp
+                    targets[0].chmod(targets[0].stat().st_mode | (0o111 & ~local_copy.umask()))
                 for extra in targets[1:]:
                     os.link(targets[0], extra)
             for rel, entry in record.files.items():
@@ -282,19 +284,19 @@ class Transfer:
 
     def _intact_local_files(self, dest: Path) -> dict[str, tuple[str, Path]]:
         """Files of an earlier recorded download at ``dest`` still as fetched:
-        relative path -> (MD5, path)."""
+        relative path -> (object key, path)."""
         previous = self.copies.recorded(dest)
         if not previous or not isinstance(previous.get("copy"), dict):
             return {}
         try:
-            md5s = json.loads(previous["version"])["files"]
+            keys = json.loads(previous["version"])["files"]
         except (ValueError, KeyError, TypeError):
             return {}
         intact = {}
-        for rel, md5 in md5s.items():
+        for rel, key in keys.items():
             path = dest.joinpath(*rel.split("/"))
             if previous["copy"].get(rel) == local_copy.snapshot(path):
-                intact[rel] = (md5, path)
+                intact[rel] = (key, path)
         return intact
 
     @staticmethod
@@ -343,7 +345,7 @@ class Transfer:
         for name in self._record_names():
             record = self._read_record(name)
             if record is not None:
-                referenced |= {e.md5 for e in record.files.values()}
+                referenced |= {e.key for e in record.files.values()}
         doomed = []
         now = time.time()
         for path, info in self._find(versions.objects_dir(self.root)).items():
@@ -409,7 +411,8 @@ class Transfer:
             listed = self.fs.ls(versions.records_dir(self.root), detail=False)
         except FileNotFoundError:
             return []
-        return sorted(posixpath.basename(p)[:-5] for p in listed if p.endswith(".json"))
+        return sorted(posixpath.basename(p.rstrip("/")) for p in listed
+                      if not p.endswith(local_copy.PART_SUFFIX))
 
     # -- one file -----------------------------------------------------------------------
 
@@ -538,7 +541,7 @@ class Transfer:
             )
         etag = str(info.get("ETag") or info.get("etag") or "").strip('"').lower()
         if (self.store.md5_etag and len(etag) == 32 and not hashed
-                and info.get("ServerSideEncryption") != "aws:kms"):
+                and info.get("etag_is_md5", True)):
             digest = versions.file_md5(local)
             if digest != etag:
                 raise BlobIntegrityError(

@@ -5,7 +5,7 @@ A directory artifact ``<root>/<name>`` is stored three ways at once:
 * **objects**: each file's bytes, once, under its MD5 in ``<root>/.fsblob/objects/``
   (content-addressed, immutable, shared by every version and artifact that holds
   the same bytes, like a DVC or git cache);
-* **the record** ``<root>/.fsblob/commits/<name>.json``: the version (an id, a time)
+* **the record** ``<root>/.fsblob/commits/<name>`` (JSON): the version (an id, a time)
   and every file's relative path, size and MD5. It is written last, in one atomic
   write, and *is* the commit: a version exists once its record does;
 * **the plain tree** ``<root>/<name>/<relative path>``: a copy of the committed
@@ -49,10 +49,17 @@ _READ_SIZE = 2**20
 
 @dataclass(frozen=True)
 class Entry:
-    """One file of a version: its size and the MD5 of its bytes (hex)."""
+    """One file of a version: its size, the MD5 of its bytes (hex), and whether it
+    is executable (carried by the record, so every store keeps a script's x bit)."""
 
     size: int
     md5: str
+    executable: bool = False
+
+    @property
+    def key(self) -> str:
+        """The name of the object holding these bytes (and this mode)."""
+        return self.md5 + (".x" if self.executable else "")
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,8 @@ class Record:
 
     def to_json(self) -> bytes:
         """The record as stored."""
-        files = {rel: {"size": e.size, "md5": e.md5} for rel, e in sorted(self.files.items())}
+        files = {rel: {"size": e.size, "md5": e.md5, **({"x": True} if e.executable else {})}
+                 for rel, e in sorted(self.files.items())}
         return json.dumps({"format": FORMAT, "version": self.version, "created": self.created,
                            "files": files}, indent=1).encode()
 
@@ -79,7 +87,7 @@ class Record:
             files = {}
             for rel, entry in doc["files"].items():
                 paths.check_segments(rel, what=f"file {rel!r} of the record {where}")
-                files[rel] = Entry(int(entry["size"]), str(entry["md5"]))
+                files[rel] = Entry(int(entry["size"]), str(entry["md5"]), bool(entry.get("x")))
             return cls(str(doc["version"]), float(doc["created"]), files)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidPathError(f"the commit record {where} is damaged ({exc}); "
@@ -88,7 +96,7 @@ class Record:
     def digest(self) -> str:
         """A string that changes when the version's content changes."""
         return json.dumps({"version": self.version,
-                           "files": {rel: e.md5 for rel, e in sorted(self.files.items())}})
+                           "files": {rel: e.key for rel, e in sorted(self.files.items())}})
 
 
 def new_version() -> str:
@@ -98,7 +106,7 @@ def new_version() -> str:
 
 def record_path(root: str, name: str) -> str:
     """Where the record of artifact ``name`` lives."""
-    return f"{root.rstrip('/')}/{CONTROL}/commits/{name}.json"
+    return f"{root.rstrip('/')}/{CONTROL}/commits/{name}"  # fits wherever the name does
 
 
 def records_dir(root: str) -> str:
@@ -106,9 +114,10 @@ def records_dir(root: str) -> str:
     return f"{root.rstrip('/')}/{CONTROL}/commits"
 
 
-def object_path(root: str, md5: str) -> str:
-    """Where the bytes with this MD5 live (fanned out by its first two digits)."""
-    return f"{root.rstrip('/')}/{CONTROL}/objects/{md5[:2]}/{md5}"
+def object_path(root: str, key: str) -> str:
+    """Where the object ``key`` (:attr:`Entry.key`) lives, fanned out by its first
+    two digits."""
+    return f"{root.rstrip('/')}/{CONTROL}/objects/{key[:2]}/{key}"
 
 
 def objects_dir(root: str) -> str:
@@ -147,7 +156,10 @@ def scan(src: Path) -> dict[str, LocalFile]:
     found: dict[str, LocalFile] = {}
     for path, rel in _walk(src, src, frozenset()):
         paths.check_segments(rel, what=f"file {rel!r} in {src}")
-        found[rel] = LocalFile(path, _entry(path))
+        entry = _entry(path)
+        if path.stat().st_mode & 0o111:
+            entry = Entry(entry.size, entry.md5, executable=True)
+        found[rel] = LocalFile(path, entry)
     return found
 
 

@@ -50,12 +50,16 @@ def test_temporaries_fit_in_255_bytes(tmp_path: Path) -> None:
             local_copy.remove(tmp)
 
 
-def test_an_84_cjk_character_name_round_trips(s3_case: Case, tmp_path: Path) -> None:
-    manager = s3_case.make()
+def test_an_84_cjk_character_name_round_trips(case: Case, tmp_path: Path) -> None:
+    manager = case.make()
     src = _file(tmp_path / "in" / CJK_84, 10_000)
     uri = manager.upload(src)
     path = Path(manager.download(uri, tmp_path / "out"))
     assert path.name == CJK_84 and path.read_bytes() == src.read_bytes()
+    tree = tmp_path / "tree" / CJK_84
+    _file(tree / CJK_84, 100)  # a tree of that name, holding a file of that name
+    got = Path(manager.download(manager.upload(tree), tmp_path / "out2"))
+    assert (got / CJK_84).read_bytes() == (tree / CJK_84).read_bytes()
 
 
 # -- one destination, many spellings ---------------------------------------------------
@@ -117,7 +121,38 @@ def test_downloads_honour_the_umask(s3_case: Case, tmp_path: Path, umask_022: No
     assert local_copy.umask() == 0o022
 
 
+def test_local_store_keeps_the_executable_bit(local_case: Case, tmp_path: Path,
+                                              umask_022: None) -> None:
+    manager = local_case.make()
+    script = _file(tmp_path / "run.sh", 100)
+    script.chmod(0o750)
+    _file(tmp_path / "tree" / "data.bin", 100)
+    (tmp_path / "tree" / "bin").mkdir()
+    tool = _file(tmp_path / "tree" / "bin" / "tool", 100)
+    tool.chmod(0o755)
+    assert Path(manager.upload(script)).stat().st_mode & 0o777 == 0o750
+    assert Path(manager.download(manager.upload(script), tmp_path / "out")).stat().st_mode & 0o777 == 0o750
+    got = Path(manager.download(manager.upload(tmp_path / "tree"), tmp_path / "out"))
+    assert (got / "bin" / "tool").stat().st_mode & 0o777 == 0o755
+    assert (got / "data.bin").stat().st_mode & 0o777 == 0o644
+
+
 # -- what killed transfers leave behind ------------------------------------------------
+
+
+def test_a_download_sweeps_what_killed_downloads_left_in_its_folder(case: Case, tmp_path: Path) -> None:
+    manager = case.make()
+    uri = manager.upload(_file(tmp_path / "a.bin", 1000))
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = out / f".a.bin.deadbeef{PART_SUFFIX}"
+    dead.write_bytes(b"x" * 100)
+    old = time.time() - 2 * local_copy.SAFE_AGE
+    os.utime(dead, (old, old))
+    young = out / f".b.bin.cafebabe{PART_SUFFIX}"  # a live download's, elsewhere
+    young.write_bytes(b"y")
+    manager.download(uri, out)
+    assert not dead.exists() and young.exists()
 
 def test_sweep_removes_old_temporaries_only(tmp_path: Path) -> None:
     old_file = tmp_path / f".a.bin.abcd1234{PART_SUFFIX}"
@@ -165,3 +200,18 @@ def test_a_fifo_is_refused_and_nothing_is_stored(case: Case, tmp_path: Path) -> 
     with pytest.raises(InvalidPathError, match="not a regular file"):
         manager.upload(fifo)
     assert manager.ls() == []
+
+
+def test_trees_keep_the_executable_bit_on_every_store(case: Case, tmp_path: Path,
+                                                      umask_022: None) -> None:
+    """The commit record carries a file's x bit, so stores without modes keep it too."""
+    manager = case.make()
+    tree = tmp_path / "tree"
+    same = b"#!/bin/sh\necho same bytes\n"
+    for rel, mode in (("bin/tool", 0o755), ("doc/tool.txt", 0o644)):  # same bytes, two modes
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(same)
+        (tree / rel).chmod(mode)
+    got = Path(manager.download(manager.upload(tree), tmp_path / "out"))
+    assert (got / "bin" / "tool").stat().st_mode & 0o777 == 0o755
+    assert (got / "doc" / "tool.txt").stat().st_mode & 0o777 == 0o644

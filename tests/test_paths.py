@@ -131,7 +131,7 @@ def test_hostile_names_inside_a_stored_directory_are_refused(s3_case: Case, tmp_
     got = Path(manager.download(uri, tmp_path / "out"))
     assert sorted(p.name for p in got.rglob("*")) == ["ok.txt"]
     # Without a record (a tree another tool wrote), the listing is read, and refused.
-    manager.fs.rm_file(f"{manager.root_url}/.fsblob/commits/tree.json")
+    manager.fs.rm_file(f"{manager.root_url}/.fsblob/commits/tree")
     with pytest.raises(InvalidPathError):
         manager.download(uri, tmp_path / "out2")
     assert not list(tmp_path.rglob("escape.txt"))

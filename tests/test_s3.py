@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import pandas as pd
@@ -13,6 +15,7 @@ import pytest
 from fsblob import BlobConfigError, BlobTransferError, S3BlobManager
 from tests.conftest import S3_BUCKET, Case
 from tests.servers.moto import MotoServer
+from tests.servers.proxy import FaultProxy
 from tests.test_contract import _file
 
 MiB = 2**20
@@ -108,3 +111,35 @@ def test_large_uploads_go_multipart_streamed_and_abort_on_failure(s3_case: Case,
     proxy.start()
     assert not manager.fs.exists(rpath + ".2")
     assert manager.fs.cat_file(rpath) == src.read_bytes(), "the stored object was damaged"
+
+
+class OpaqueKmsEtags:
+    """Real S3's answer for an object encrypted with SSE-KMS: its ETag is not the MD5
+    of its bytes (moto's always is). Objects stored with that encryption get an
+    ETag that is a digest of something else, as on S3."""
+
+    def on_request(self, req: object, upstream: object) -> None:
+        return None
+
+    def on_response(self, req: object, resp: Any, upstream: object) -> None:
+        if resp.headers.get("x-amz-server-side-encryption") == "aws:kms" and "etag" in resp.headers:
+            opaque = hashlib.md5(b"kms" + resp.headers["etag"].encode()).hexdigest()
+            resp.headers["etag"] = f'"{opaque}"'
+
+
+def test_kms_encrypted_objects_download_without_an_md5_check(
+        moto_server: MotoServer, s3_case: Case, tmp_path: Path) -> None:
+    with FaultProxy(moto_server.url, translator=OpaqueKmsEtags()) as proxy:
+        manager = S3BlobManager({**s3_case.config, "endpoint_url": proxy.url})
+        key = f"{s3_case.config['root_directory']}/secret.bin"
+        data = os.urandom(50_000)
+        manager.fs.pipe_file(f"{S3_BUCKET}/{key}", data, ServerSideEncryption="aws:kms")
+        head = manager.fs.info(f"{S3_BUCKET}/{key}")
+        assert head["ETag"].strip('"') != hashlib.md5(data).hexdigest(), "the emulation is off"
+        got = Path(manager.download("secret.bin", tmp_path / "out"))
+        assert got.read_bytes() == data
+        plain = manager.upload(_file(tmp_path / "plain.bin", 1000))  # not encrypted: MD5 checked
+        proxy.corrupt_next(1)
+        with pytest.raises(BlobTransferError):
+            S3BlobManager({**s3_case.config, "endpoint_url": proxy.url, "retries": 0}).download(
+                plain, tmp_path / "out2")

@@ -303,7 +303,7 @@ def test_a_symlink_planted_in_a_local_store_is_never_followed_out(local_case: Ca
     os.symlink(secret, Path(uri) / "leak.txt")  # planted by someone with access to the root
     got = Path(manager.download(uri, tmp_path / "out"))  # the record names no leak.txt
     assert "leak.txt" not in _files(got)
-    os.unlink(Path(manager.root_url) / ".fsblob" / "commits" / "model.json")  # now a foreign tree
+    os.unlink(Path(manager.root_url) / ".fsblob" / "commits" / "model")  # now a foreign tree
     with pytest.raises(PathOutsideRootError):
         manager.download(uri, tmp_path / "out2")
     assert not list((tmp_path / "out2").rglob("leak.txt"))
@@ -353,3 +353,29 @@ def test_gc_command_removes_a_dead_uploads_temporary(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "removed 1" in done.stdout
     assert not dead.exists() and live.exists()
+
+
+@pytest.mark.parametrize("backend", ["local", "webhdfs"])
+def test_an_upload_sweeps_a_dead_uploads_temporary_of_its_name(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Rename stores write temporaries next to the name; one a killed upload left
+    is removed by the next upload of that name, once it is old enough to be dead."""
+    import time
+
+    case: Case = request.getfixturevalue(f"{backend}_case")
+    manager = case.make()
+    src = tmp_path / "m.bin"
+    src.write_bytes(b"one")
+    manager.upload(src)
+    root = manager._resolve(manager.root_url + "/m.bin").rsplit("/", 1)[0]
+    dead, live = f"{root}/.m.bin.0123456789ab.fsblob-part", f"{root}/.m.bin.ba9876543210.fsblob-part"
+    for path in (dead, live):
+        manager.fs.pipe_file(path, b"half")
+    local = Path(dead) if backend == "local" else case.server.local(dead)
+    old = time.time() - 7200
+    os.utime(local, (old, old))
+    src.write_bytes(b"two")
+    manager.upload(src)
+    names = {p.rsplit("/", 1)[1] for p in manager.fs.ls(root, detail=False)}
+    assert ".m.bin.0123456789ab.fsblob-part" not in names, "the dead temporary stayed"
+    assert ".m.bin.ba9876543210.fsblob-part" in names, "a live upload's temporary was taken"

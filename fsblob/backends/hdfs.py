@@ -74,6 +74,13 @@ def store(config: Mapping[str, Any]) -> Store:
         port = parts.port or (8020 if protocol == "hdfs" else 9871 if https else 9870)
     except ValueError:
         raise BlobConfigError(f"{BACKEND}: hdfs_url {url!r} has an invalid port") from None
+    root_url = urlsplit(root)
+    if root_url.scheme.lower() in protocols:  # AIFlow's configs wrote hdfs:///path
+        if root_url.hostname not in (None, parts.hostname):
+            raise BlobConfigError(
+                f"{BACKEND}: root_directory {root!r} names the server {root_url.hostname}, "
+                f"but hdfs_url names {parts.hostname}; give root_directory as a path")
+        root = root_url.path or "/"
     if not root.startswith("/"):
         root = f"/user/{user}/{root}"
     segments = paths.check_segments(root, what="hdfs: root_directory")
@@ -85,6 +92,7 @@ def store(config: Mapping[str, Any]) -> Store:
         root="/" + "/".join(segments),
         storage_options=options,
         url_prefix=f"{protocol}://{parts.hostname}:{port}",
+        legacy_prefixes={"hdfs://": ""},  # hdfs:///path/file URIs of AIFlow's configs
         requirements=LIBHDFS_REQUIREMENTS if protocol == "hdfs" else "",
         put_file=_webhdfs_put_file if protocol == "webhdfs" else None,
         get_file=_webhdfs_get_file if protocol == "webhdfs" else None,

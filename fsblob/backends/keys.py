@@ -17,6 +17,7 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 #: AIFlow's message for a missing key, where it differs from the usual one.
 _AIFLOW_MISSING = {"hdfs_url": "`hdfs_url` is not configured"}
+_AIFLOW_ROOT_MISSING = "`root_directory` option of blob manager config is not configured"
 
 
 #: Keys every backend takes: the engine reads them before the backend sees the config.
@@ -85,6 +86,8 @@ def required(config: Mapping[str, Any], key: str, backend: str, *, fix: str) -> 
     value = text(config, key, backend)
     if value is None:  # AIFlow's words inside, for code and runbooks that match on them
         aiflow = _AIFLOW_MISSING.get(key, f"`{key}` option of blob manager config is not configured")
+        if not config:  # AIFlow's base class checked root_directory before any other key
+            aiflow = f"the config is empty: {_AIFLOW_ROOT_MISSING}"
         raise BlobConfigError(f"{backend}: blob_manager_config key {key!r} is missing ({aiflow}); {fix}")
     return value
 

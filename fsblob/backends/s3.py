@@ -96,10 +96,33 @@ def store(config: Mapping[str, Any]) -> Store:
         put_file=s3_upload.put_file,
         get_options={"max_concurrency": 1},  # one streamed GET: fastest, and constant memory
         engine_options={"config_kwargs": engine},
+        stat=_stat,
         prepare=functools.partial(_prepare, bucket=root.split("/", 1)[0],
                                   ca_bundle=None if isinstance(client.get("verify"), (bool, type(None)))
                                   else client["verify"]),
     )
+
+
+#: Server-side encryptions whose ETag is not the MD5 of the object's bytes.
+OPAQUE_ETAG_ENCRYPTION = frozenset({"aws:kms", "aws:kms:dsse"})
+
+
+def _stat(fs: Any, path: str) -> dict[str, Any]:
+    """``fs.info(path)`` of an object, from one HEAD, with its encryption: s3fs's
+    ``info`` drops ``ServerSideEncryption`` and ``SSECustomerAlgorithm``, and the
+    ETag of an object encrypted with KMS or a customer key is not its MD5."""
+    bucket, key, _ = fs.split_path(path)
+    if not key:
+        return fs.info(path)
+    try:
+        head = sync(fs.loop, fs._call_s3, "head_object", fs.kwargs, Bucket=bucket, Key=key)
+    except FileNotFoundError:
+        return fs.info(path)  # a directory (a prefix), or nothing: s3fs tells which
+    opaque = (head.get("ServerSideEncryption") in OPAQUE_ETAG_ENCRYPTION
+              or bool(head.get("SSECustomerAlgorithm")))
+    return {"name": f"{bucket}/{key}", "type": "file", "size": head["ContentLength"],
+            "ETag": head.get("ETag", ""), "LastModified": head.get("LastModified"),
+            "VersionId": head.get("VersionId"), "etag_is_md5": not opaque}
 
 
 def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:

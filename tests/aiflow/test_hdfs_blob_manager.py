@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fsblob import HDFSBlobManager, InvalidPathError
+from fsblob import HDFSBlobManager
 from tests.aiflow.compat import assert_retried_like_aiflow, create_0_3, create_master
 from tests.conftest import Case
 
@@ -32,10 +32,6 @@ def _stored_by_aiflow(webhdfs_case: Case, hdfs_path: str) -> bytes:
     return data
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="fsblob's HDFS backend checks hdfs_url before root_directory, so an "
-                   "empty config is refused with AIFlow's words for `hdfs_url`; matching AIFlow "
-                   "0.3 needs fsblob/backends/hdfs.py to read root_directory first")
 def test_without_root_directory_set_0_3() -> None:
     with pytest.raises(Exception, match='`root_directory` option of blob manager config is not configured'):
         create_0_3('hdfs', None)
@@ -79,10 +75,6 @@ def test_project_upload_download_hdfs_download(create, webhdfs_case: Case, tmp_p
 
 
 @pytest.mark.parametrize("create", [create_0_3, create_master], ids=["0.3", "master"])
-@pytest.mark.xfail(strict=True, raises=InvalidPathError,
-                   reason="root_directory given as an hdfs:/// URL (AIFlow's test "
-                   "config) is not understood by fsblob's HDFS backend: it becomes a relative "
-                   "directory named 'hdfs:'; needs fsblob/backends/hdfs.py to strip the scheme")
 def test_download_existed_file(create, webhdfs_case: Case, tmp_path: Path) -> None:
     root = webhdfs_case.config['root_directory']  # '/t-...', AIFlow's '/path'
     blob_manager = create('hdfs', {**webhdfs_case.config, 'root_directory': f'hdfs://{root}'})

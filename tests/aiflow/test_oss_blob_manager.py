@@ -33,19 +33,8 @@ def _legacy_uri(oss_case: Case, key: str) -> str:
 
 
 @GENERATIONS
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="fsblob's OSS backend takes root_directory as optional (the bucket "
-                   "root, as for S3) and checks endpoint first: an empty config is refused "
-                   "with AIFlow's words for `endpoint`, not for `root_directory`")
 def test_without_root_directory_set(create) -> None:
     with pytest.raises(Exception, match='`root_directory` option of blob manager config is not configured'):
-        create('oss', None if create is create_0_3 else {})
-
-
-@GENERATIONS
-def test_without_any_key_set_names_the_first_missing_one(create) -> None:
-    """What fsblob does instead of the test above: the same error, for `endpoint`."""
-    with pytest.raises(Exception, match='`endpoint` option of blob manager config is not configured'):
         create('oss', None if create is create_0_3 else {})
 
 

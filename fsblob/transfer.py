@@ -388,8 +388,8 @@ class Transfer:
     def _cat(self, path: str) -> bytes:
         """A small file's bytes in one read: ranged reads (fsspec's WebHDFS file)
         could mix a file replaced between two of them."""
-        if self.store.get_file is None:
-            return bytes(self.fs.cat_file(path))
+        if self.store.get_file is None:  # get_options: s3fs's one GET, not HEAD + LIST + GET
+            return bytes(self.fs.cat_file(path, **self.store.get_options))
         with tempfile.TemporaryDirectory(prefix="fsblob-") as scratch:
             copy = Path(scratch) / "small"
             self.store.get_file(self.fs, path, str(copy), DEFAULT_CALLBACK)

@@ -116,8 +116,12 @@ def _stat(fs: Any, path: str) -> dict[str, Any]:
         return fs.info(path)
     try:
         head = sync(fs.loop, fs._call_s3, "head_object", fs.kwargs, Bucket=bucket, Key=key)
-    except FileNotFoundError:
-        return fs.info(path)  # a directory (a prefix), or nothing: s3fs tells which
+    except FileNotFoundError:  # a directory (a prefix), or nothing: one listing tells
+        below = sync(fs.loop, fs._call_s3, "list_objects_v2", fs.kwargs, Bucket=bucket,
+                     Prefix=key.rstrip("/") + "/", Delimiter="/", MaxKeys=1)
+        if below.get("KeyCount") or below.get("Contents") or below.get("CommonPrefixes"):
+            return {"name": f"{bucket}/{key}", "type": "directory", "size": 0}
+        raise
     opaque = (head.get("ServerSideEncryption") in OPAQUE_ETAG_ENCRYPTION
               or bool(head.get("SSECustomerAlgorithm")))
     return {"name": f"{bucket}/{key}", "type": "file", "size": head["ContentLength"],

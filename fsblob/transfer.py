@@ -71,7 +71,12 @@ class Transfer:
         """Store one file at ``dest``, replacing a file or tree of that name."""
         name = versions.name_of(self.root, dest)
         if self.store.atomic_put or not self._is_dir(dest):
-            self._write(src, dest, callback)
+            try:
+                self._write(src, dest, callback)
+            except IsADirectoryError:  # no file beside a directory of its name (memory)
+                self._remove_tree(dest, self._take_record(name) if name is not None else None)
+                self._write(src, dest, callback)
+                return
             old = self._take_record(name) if name is not None else None
             if old is not None:  # a tree had the name: this file replaces it
                 self._remove_tree(dest, old)
@@ -134,13 +139,10 @@ class Transfer:
         if self._is_file(dest):
             self.fs.rm_file(dest)  # the name held a file before: the tree takes its place
         plain = self._plain_files(dest)
-        touched = []
-        for rel, f in files.items():
-            old = previous.files.get(rel) if previous else None
-            if old == f.entry and plain.get(rel) == f.entry.size:
-                continue  # already there
-            self._place(f.entry.key, f"{dest}/{rel}", f.path)
-            touched.append(rel)
+        touched = [rel for rel, f in files.items()  # what is not there already
+                   if not (previous and previous.files.get(rel) == f.entry
+                           and plain.get(rel) == f.entry.size)]
+        self._place_many([(files[rel].entry, f"{dest}/{rel}", files[rel].path) for rel in touched])
         stale = [rel for rel in plain if rel not in files]
         self._rm_many([f"{dest}/{rel}" for rel in stale])
         latest = self._read_record(name)
@@ -149,10 +151,27 @@ class Transfer:
             # goes back to that version, whichever publisher finishes last.
             log.info("%s was replaced during publishing; restoring version %s",
                      self.store.uri(dest), latest.version)
-            for rel in touched + stale:
-                if rel in latest.files:
-                    self._place(latest.files[rel].key, f"{dest}/{rel}", None)
+            self._place_many([(latest.files[rel], f"{dest}/{rel}", None)
+                              for rel in touched + stale if rel in latest.files])
             self._rm_many([f"{dest}/{rel}" for rel in touched if rel not in latest.files])
+
+    def _place_many(self, items: list[tuple[versions.Entry, str, Path | None]]) -> None:
+        """Put copies of objects at plain paths, each atomically: on object stores
+        small ones are sent again from the local file, in one batched call (one PUT
+        each, overlapped), large ones copied server-side, in one call."""
+        if not self.store.atomic_put:
+            for entry, plain, local in items:
+                self._place(entry.key, plain, local)
+            return
+        small = [(local, plain) for entry, plain, local in items
+                 if local is not None and entry.size <= BATCH_FILE_SIZE]
+        if small:
+            self.fs.put([str(local) for local, _ in small], [plain for _, plain in small])
+        sent = {plain for _, plain in small}
+        large = [(versions.object_path(self.root, entry.key), plain)
+                 for entry, plain, _ in items if plain not in sent]
+        if large:
+            self.fs.copy([obj for obj, _ in large], [plain for _, plain in large])
 
     def _place(self, key: str, plain: str, local: Path | None) -> None:
         """Put a copy of object ``key`` at ``plain``, atomically."""
@@ -207,8 +226,11 @@ class Transfer:
             verified = self._get_file(path, tmp, callback, info.get("size"))
             self._verify(tmp, info, hashed=verified)
             self._put_in_place(tmp, dest, version)
+        except BaseException:
+            self._clean_strays(tmp)
+            raise
         finally:
-            self._clean(tmp)
+            local_copy.remove(tmp)
 
     def _fetch_version(self, path: str, record: versions.Record, dest: Path,
                        callback: Callback) -> None:
@@ -249,7 +271,7 @@ class Transfer:
                                    f"{got} bytes, its record says {entry.size}")
             self._put_in_place(tmp, dest, version)
         finally:
-            self._clean(tmp)
+            local_copy.remove(tmp)
 
     def _fetch_plain_tree(self, path: str, dest: Path, callback: Callback) -> None:
         """A tree without a record: its plain files, unchanged from first to last look."""
@@ -275,7 +297,7 @@ class Transfer:
                                "downloaded (it has no commit record to read one version by)")
             self._put_in_place(tmp, dest, version)
         finally:
-            self._clean(tmp)
+            local_copy.remove(tmp)
 
     def _put_in_place(self, tmp: Path, dest: Path, version: str) -> None:
         self.copies.forget(dest)
@@ -300,10 +322,11 @@ class Transfer:
         return intact
 
     @staticmethod
-    def _clean(tmp: Path) -> None:
-        local_copy.remove(tmp)
+    def _clean_strays(tmp: Path) -> None:
+        """After a failed download: the client's own temporaries named after ours
+        (oss2's resumable download). A scan of the folder, so only on failure."""
         for stray in tmp.parent.glob(glob.escape(tmp.name) + "?*"):
-            local_copy.remove(stray)  # a client's own temporaries, e.g. oss2's resumable download
+            local_copy.remove(stray)
 
     # -- the rest of a store's life -----------------------------------------------------
 
@@ -502,6 +525,9 @@ class Transfer:
         if self.store.protocol in ("file", "local"):
             local_copy.copy_file(Path(rpath), lpath, callback)
         elif self.store.get_file is None:
+            # The client opens with "wb": a placeholder truncated and rewritten is
+            # flushed to disk at close on ext4, so it creates the file itself.
+            lpath.unlink(missing_ok=True)
             self.fs.get_file(rpath, str(lpath), callback=callback, **self.store.get_options)
         else:
             self.store.get_file(self.fs, rpath, str(lpath), callback)
@@ -600,6 +626,11 @@ class Transfer:
         below = {f"{dest}/{rel}" for rel in (record.files if record else ())}
         below |= {p for p in self._find(dest, withdirs=True) if p.rstrip("/") != dest.rstrip("/")}
         self._rm_many(sorted(below, reverse=True))
+        if self._is_dir(dest):  # a filesystem that keeps directories of its own (memory)
+            try:
+                self.fs.rmdir(dest)
+            except OSError:
+                pass  # not empty, or not there: nothing of the tree is left to remove
 
     def _rm_many(self, doomed: list[str]) -> None:
         """Remove these paths: in one call where the store deletes in bulk."""

@@ -122,7 +122,9 @@ def _webhdfs_get_file(fs: Any, rpath: str, lpath: str, callback: Callback) -> No
     with _webhdfs_call(fs, "get", "OPEN", rpath, stream=True) as response:
         length = response.headers.get("Content-Length")
         callback.set_size(int(length) if length else None)
-        with open(lpath, "wb") as f:
+        # No O_TRUNC (ext4 flushes a truncated-then-rewritten file to disk at close):
+        # lpath is fsblob's fresh, empty temporary, and the size is checked after.
+        with open(os.open(lpath, os.O_WRONLY | os.O_CREAT, 0o666), "wb") as f:
             for chunk in response.iter_content(CHUNK):
                 f.write(chunk)
                 callback.relative_update(len(chunk))

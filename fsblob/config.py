@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from fsspec.core import split_protocol
 
+from fsblob.backends import keys
 from fsblob.errors import BlobConfigError
 from fsblob.base import BlobManager
 from fsblob.manager import FsspecBlobManager
@@ -245,17 +246,16 @@ def _check_section_keys(blob: Mapping[str, Any], where: str) -> None:
     """Refuse a key of the ``blob`` section other than its two (most often a typo)."""
     for key in blob:
         if key not in _SECTION_KEYS:
-            close = difflib.get_close_matches(str(key), _SECTION_KEYS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
             raise BlobConfigError(
-                f"project file {where}: unknown key {key!r} in the 'blob' section; {hint}"
+                f"project file {where}: unknown key {key!r} in the 'blob' section; "
+                f"{keys.suggestion(key, _SECTION_KEYS)}"
                 f"the section takes {' and '.join(_SECTION_KEYS)}"
             )
 
 
-def _close(keys: Any, wanted: str) -> str | None:
-    """A key of ``keys`` that looks like a misspelling of ``wanted``."""
-    for key in keys:
+def _close(names: Any, wanted: str) -> str | None:
+    """A key of ``names`` that looks like a misspelling of ``wanted``."""
+    for key in names:
         if isinstance(key, str) and difflib.get_close_matches(wanted, [key], n=1, cutoff=0.75):
             return key
     return None

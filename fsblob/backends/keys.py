@@ -42,12 +42,16 @@ def check_keys(config: Mapping[str, Any], known: Iterable[str], backend: str) ->
     known = sorted({*known, *ENGINE_KEYS})
     for key in config:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
             raise BlobConfigError(
-                f"{backend}: unknown blob_manager_config key {key!r}; {hint}"
+                f"{backend}: unknown blob_manager_config key {key!r}; {suggestion(key, known)}"
                 f"the keys this backend takes are: {', '.join(known)}"
             )
+
+
+def suggestion(key: Any, known: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for the known key closest to a mistyped one, or ``""``."""
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def text(config: Mapping[str, Any], key: str, backend: str) -> str | None:

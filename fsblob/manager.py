@@ -404,6 +404,12 @@ class FsspecBlobManager(BlobManager):
             extra = _EXTRAS.get(self._store.protocol)
             fix = f"pip install 'fsblob[{extra}]'" if extra else "install the package it names"
             return BlobConfigError(f"{self._name}: cannot {what}: {detail}; {fix}")
+        if type(exc).__name__ == "NoCredentialsError":  # botocore: none in config or chain
+            return BlobConfigError(
+                f"{self._name}: cannot {what}{at}: no credentials ({detail}); set "
+                "access_key_id and secret_access_key, or the AWS credential chain "
+                "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role)"
+            )
         if isinstance(exc, PermissionError):
             return BlobTransferError(
                 f"{self._name}: cannot {what}{at}: access denied ({detail}); "

@@ -247,3 +247,15 @@ def test_an_unusable_cache_directory_is_one_clear_error(s3_case: Case, tmp_path:
     with pytest.raises(BlobConfigError) as info:
         manager.download(uri, tmp_path / "out")
     assert "cache_directory" in str(info.value) and str(blocker) in str(info.value)
+
+
+def test_no_credentials_anywhere_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch,
+                                                         s3_case: Case) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    config = {k: v for k, v in s3_case.config.items()
+              if k not in ("access_key_id", "secret_access_key")}
+    with pytest.raises(BlobConfigError, match="no credentials.*access_key_id"):
+        S3BlobManager({**config, "retries": 0}).ls()

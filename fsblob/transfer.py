@@ -70,6 +70,7 @@ class Transfer:
     def upload_file(self, src: Path, dest: str, callback: Callback) -> None:
         """Store one file at ``dest``, replacing a file or tree of that name."""
         name = versions.name_of(self.root, dest)
+        self.sweep_temporaries(dest)  # a killed upload's, once old enough to be dead
         if self.store.atomic_put or not self._is_dir(dest):
             try:
                 self._write(src, dest, callback)
@@ -452,7 +453,6 @@ class Transfer:
             self._check_size(dest, size)
             return
         self.fs.makedirs(posixpath.dirname(dest), exist_ok=True)
-        self.sweep_temporaries(dest)
         tmp = self._remote_temp(dest)
         try:
             self._put(src, tmp, callback)

@@ -33,6 +33,7 @@ import json
 import os
 import posixpath
 import secrets
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -179,25 +180,13 @@ def _walk(top: Path, base: Path, ancestors: frozenset[str]) -> Iterator[tuple[Pa
         except OSError:
             raise InvalidPathError(f"{path} is a broken symbolic link; remove it or fix "
                                    "its target, then upload again") from None
-        if _is_dir(st):
+        if stat.S_ISDIR(st.st_mode):
             yield from _walk(path, base, ancestors | {real})
-        elif _is_file(st):
+        elif stat.S_ISREG(st.st_mode):
             yield path, path.relative_to(base).as_posix()
         else:
             raise InvalidPathError(f"{path} is not a regular file (a pipe, socket or device); "
                                    "fsblob stores only regular files")
-
-
-def _is_dir(st: os.stat_result) -> bool:
-    import stat
-
-    return stat.S_ISDIR(st.st_mode)
-
-
-def _is_file(st: os.stat_result) -> bool:
-    import stat
-
-    return stat.S_ISREG(st.st_mode)
 
 
 def _entry(path: Path) -> Entry:

@@ -128,8 +128,8 @@ class FsspecBlobManager(BlobManager):
         """The URI of the root (a plain path for the Local backend)."""
         return self._store.uri(self._store.root)
 
-    @property
-    def root_dir(self) -> str:
+    @property  # AIFlow's plugins set root_dir; fsblob's managers derive it
+    def root_dir(self) -> str:  # type: ignore[override]
         """The same as :attr:`root_url`."""
         return self.root_url
 

@@ -614,7 +614,7 @@ class Transfer:
                 if i.get("type") != "directory" and not p.endswith("/")
                 and p.rstrip("/") != path.rstrip("/") and not p.endswith(local_copy.PART_SUFFIX)}
 
-    def _plain_files(self, dest: str) -> dict[str, int]:
+    def _plain_files(self, dest: str) -> dict[str, int | None]:
         """Relative path -> size of the plain files below ``dest``."""
         return {posixpath.relpath(p, dest): i.get("size") for p, i in self._plain_tree(dest).items()}
 
@@ -691,11 +691,11 @@ class _Bytes(Callback):
 
     def __init__(self, target: Callback, sizes: list[int]) -> None:
         super().__init__()
-        self._target, self._sizes = target, sizes
+        self._target, self._sizes, self._done = target, sizes, 0
 
-    def relative_update(self, inc: int = 1) -> None:
-        done, self.value = self.value, self.value + inc
-        self._target.relative_update(sum(self._sizes[done:self.value]))
+    def relative_update(self, inc: int | None = 1) -> None:
+        done, self._done = self._done, self._done + (inc or 0)
+        self._target.relative_update(sum(self._sizes[done:self._done]))
 
 
 class _Within(Callback):

@@ -70,7 +70,7 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
         with ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="fsblob-part") as pool:
             jobs = [pool.submit(send, n) for n in range(1, -(-size // part_size) + 1)]
             done, _ = wait(jobs, return_when=FIRST_EXCEPTION)
-            errors = [job.exception() for job in done if job.exception() is not None]
+            errors = [error for job in done if (error := job.exception()) is not None]
             if errors:
                 for job in jobs:  # parts not yet started are not sent
                     job.cancel()

@@ -6,6 +6,7 @@ AIFlow's calls is the class path (:data:`CLASS_PATHS`).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -101,3 +102,22 @@ def assert_retried_like_aiflow(manager_class: type, config: Mapping[str, Any], u
     assert error is None and once == clean + 1
     name = uri.rsplit('/', 1)[1]
     assert (tmp_path / 'retried' / name).read_bytes() == (tmp_path / 'clean' / name).read_bytes()
+
+
+def download_from_two_threads(manager: Any, uri: str, out: Path, loops: int) -> None:
+    """AIFlow's concurrent-download scenario: two threads each download ``uri``
+    into ``out`` ``loops`` times; neither may fail."""
+    errors: list[BaseException] = []
+
+    def download_loop() -> None:
+        try:
+            for _ in range(loops):
+                manager.download(uri, str(out))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    other = threading.Thread(target=download_loop)
+    other.start()
+    download_loop()
+    other.join(timeout=120)
+    assert errors == [] and not other.is_alive()

@@ -13,13 +13,12 @@ downloads are 2 x 100 here, to stay fast.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
 
 from fsblob import OssBlobManager
-from tests.aiflow.compat import assert_retried_like_aiflow, create_0_3, create_master_by_class
+from tests.aiflow.compat import download_from_two_threads, assert_retried_like_aiflow, create_0_3, create_master_by_class
 from tests.conftest import OSS_BUCKET, Case
 
 GENERATIONS = pytest.mark.parametrize("create", [create_0_3, create_master_by_class],
@@ -72,20 +71,7 @@ def test_download_oss_file_concurrently(oss_case: Case, tmp_path: Path) -> None:
     legacy = _legacy_uri(oss_case, f"{oss_case.config['root_directory']}/dummy")
     out = tmp_path / 'out'
     out.mkdir()
-    errors: list[BaseException] = []
-
-    def download_loop() -> None:
-        try:
-            for _ in range(LOOPS):
-                oss_blob_manager.download(legacy, str(out))
-        except BaseException as exc:
-            errors.append(exc)
-
-    t1 = threading.Thread(target=download_loop)
-    t1.start()
-    download_loop()
-    t1.join(timeout=120)
-    assert errors == [] and not t1.is_alive()
+    download_from_two_threads(oss_blob_manager, legacy, out, LOOPS)
     assert oss_case.reads() == 1, "the object was fetched more than once"
     assert (out / 'dummy').read_bytes() == b'project zip'
 

@@ -14,13 +14,12 @@ requests". AIFlow's 2 x 1000 concurrent downloads are 2 x 100 here, to stay fast
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
 
 from fsblob import S3BlobManager
-from tests.aiflow.compat import assert_retried_like_aiflow, create_0_3, create_master_by_class
+from tests.aiflow.compat import download_from_two_threads, assert_retried_like_aiflow, create_0_3, create_master_by_class
 from tests.conftest import Case
 
 GENERATIONS = pytest.mark.parametrize("create", [create_0_3, create_master_by_class],
@@ -66,20 +65,7 @@ def test_concurrent_download_s3_file(s3_case: Case, tmp_path: Path) -> None:
     s3_blob_manager.upload(tmp_path / 'dummy_path')
     out = tmp_path / 'out'
     out.mkdir()
-    errors: list[BaseException] = []
-
-    def download_loop() -> None:
-        try:
-            for _ in range(LOOPS):
-                s3_blob_manager.download('dummy_path', str(out))
-        except BaseException as exc:
-            errors.append(exc)
-
-    t1 = threading.Thread(target=download_loop)
-    t1.start()
-    download_loop()
-    t1.join(timeout=120)
-    assert errors == [] and not t1.is_alive()
+    download_from_two_threads(s3_blob_manager, 'dummy_path', out, LOOPS)
     assert s3_case.reads() == 1, "the object was fetched more than once"
     assert (out / 'dummy_path').read_bytes() == b'project zip'
 

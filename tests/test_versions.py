@@ -10,6 +10,7 @@ readers in separate processes for a few seconds and count.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import threading
@@ -320,12 +321,13 @@ def test_gc_removes_only_what_no_version_needs(case: Case, tmp_path: Path) -> No
     uri = manager.upload(v1)
     objects = manager._resolve(uri).rsplit("/", 1)[0] + "/.fsblob/objects"
     before = set(manager.fs.find(objects))
+    superseded = hashlib.md5((v1 / "change.bin").read_bytes()).hexdigest()
     (v1 / "change.bin").write_bytes(b"v2:" + os.urandom(100))
     manager.upload(v1)
     assert len(set(manager.fs.find(objects)) - before) == 1
     assert manager.gc(older_than=3600) == [], "a young object was removed"
     removed = manager.gc(older_than=0)
-    assert len(removed) == 1 and removed[0].endswith(".fsblob/objects/" + removed[0][-35:])
+    assert len(removed) == 1 and removed[0].endswith(f"/.fsblob/objects/{superseded[:2]}/{superseded}")
     assert len(set(manager.fs.find(objects))) == len(before), "referenced objects must stay"
     assert _files(Path(manager.download(uri, tmp_path / "out"))) == _files(v1)
     manager.delete(uri)

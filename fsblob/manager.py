@@ -38,6 +38,7 @@ from fsblob.retry import (
     is_transient,
 )
 from fsblob.transfer import Transfer
+from fsblob.trees import Trees
 
 log = logging.getLogger("fsblob")
 
@@ -109,6 +110,7 @@ class FsspecBlobManager(BlobManager):
         self._fs_lock = threading.Lock()
         self._transfer = Transfer(self._store, self._open_fs, self._copies, name,
                                   chunks.TransferSettings.from_config(engine, name))
+        self._trees = Trees(self._transfer)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.root_url}>"
@@ -173,12 +175,15 @@ class FsspecBlobManager(BlobManager):
     def upload(
         self, local_file_path: str | os.PathLike[str], *, callback: Callback | None = None
     ) -> str:
-        """Store a local file as ``<root>/<basename>``, or a directory as the tree
-        ``<root>/<dirname>/``, replacing what was stored under that name.
+        """Store a local file as ``<root>/<basename>``, or a directory as a new
+        version of the tree ``<root>/<dirname>``, replacing what that name held.
 
-        The caller's file or directory is not changed. The stored object appears
-        whole or not at all (an atomic PUT on object stores, a rename elsewhere);
-        a re-uploaded directory loses the files that are no longer in it.
+        The caller's file or directory is not changed. A file is one object,
+        written whole or not at all (an atomic PUT on object stores, a rename
+        elsewhere). A directory becomes a new, never-modified version
+        (``<root>/.fsblob/trees/<dirname>/<version>/``), and the name is pointed at
+        it in one atomic write once every file is stored and checked; until then
+        readers get the previous version, whole.
 
         Args:
             local_file_path: the file or directory to store.
@@ -187,7 +192,10 @@ class FsspecBlobManager(BlobManager):
         Returns:
             The URI of the stored artifact: an absolute path for the Local
             backend, otherwise a URL that ``fsspec.open(uri, **storage_options)``
-            and pandas open.
+            and pandas open. For a directory, the URI of the version just
+            stored: a plain directory that never changes (``download`` of it
+            gets exactly that version; ``download`` of ``<root>/<dirname>``
+            gets the latest).
 
         Raises:
             BlobNotFoundError: ``local_file_path`` does not exist.
@@ -206,6 +214,11 @@ class FsspecBlobManager(BlobManager):
                     "that does not hold the store, or keep the store elsewhere"
                 )
         name = src.name if src.name not in ("", ".", "..") else src.resolve().name
+        if versions.is_reserved(name):
+            raise InvalidPathError(
+                f"{self._name}: cannot upload {src}: the name {name!r} is reserved for fsblob's "
+                f"own bookkeeping ({versions.CONTROL!r}, and names ending in "
+                f"{versions.PART_SUFFIX!r}); rename it or upload its parent directory")
         dest = paths.join_under(self._store.root, name, what="the name of the uploaded file")
         callback = callback or DEFAULT_CALLBACK
         uri = self._store.uri(dest)
@@ -216,11 +229,11 @@ class FsspecBlobManager(BlobManager):
                     f"{self._name}: directory {src} holds no files; object stores cannot keep "
                     "an empty directory, so there is nothing to upload"
                 )
-            self._call(f"upload {src} to {uri}",
-                       lambda: self._transfer.upload_tree(files, dest, callback))
+            uri = self._store.uri(self._call(
+                f"upload {src} to {uri}", lambda: self._trees.upload_tree(files, dest, callback)))
         elif src.is_file():
             self._call(f"upload {src} to {uri}",
-                       lambda: self._transfer.upload_file(src, dest, callback))
+                       lambda: self._trees.upload_file(src, dest, callback))
         else:
             raise InvalidPathError(
                 f"{self._name}: {src} is not a regular file or directory (a pipe, socket or "
@@ -263,9 +276,10 @@ class FsspecBlobManager(BlobManager):
         """
         path = self._resolve(remote_file_path)
         if local_dir is None and self._store.url_prefix == "":
-            if not os.path.exists(path):
-                raise BlobNotFoundError(f"{self._name}: no artifact at {path}")
-            return path
+            try:
+                return self._call(f"find {path}", lambda: self._trees.stored_path(path))
+            except BlobNotFoundError:
+                raise BlobNotFoundError(f"{self._name}: no artifact at {path}") from None
         if local_dir is None:
             key = hashlib.sha256(self.root_url.encode()).hexdigest()[:16]
             relative = posixpath.relpath(posixpath.dirname(path), self._store.root)
@@ -285,12 +299,12 @@ class FsspecBlobManager(BlobManager):
                 f"{self._name}: cannot create the download directory {folder}: {describe(exc)}"
             ) from None
         self._copies.sweep_once(folder)  # what killed downloads left there
-        dest = folder / posixpath.basename(path)
+        dest = folder / self._trees.local_name(path)
         callback = callback or DEFAULT_CALLBACK
         uri = self._store.uri(path)
         with self._copies.locked(dest):
             self._call(f"download {uri} to {dest}",
-                       lambda: self._transfer.fetch(path, dest, callback))
+                       lambda: self._trees.fetch(path, dest, callback))
         return str(dest)
 
     # -- the rest of a store's life -----------------------------------------------
@@ -298,29 +312,35 @@ class FsspecBlobManager(BlobManager):
     def exists(self, remote_file_path: str) -> bool:
         """Whether an artifact is stored at this URI or relative path."""
         path = self._resolve(remote_file_path)
-        return self._call(f"check {self._store.uri(path)}", lambda: self._transfer.exists(path))
+        return self._call(f"check {self._store.uri(path)}", lambda: self._trees.exists(path))
 
     def ls(self) -> list[str]:
         """The URIs of the artifacts stored directly under the root, sorted."""
 
-        names = self._call(f"list {self.root_url}", self._transfer.names)
+        names = self._call(f"list {self.root_url}", self._trees.names)
         return [self._store.uri(n) for n in names]
 
     def delete(self, remote_file_path: str) -> None:
-        """Delete a stored artifact (a directory with everything in it)."""
+        """Delete a stored artifact: a file, or a tree name (in one step: its
+        pointer; :meth:`gc` removes its versions later)."""
         path = self._resolve(remote_file_path)
         uri = self._store.uri(path)
+        self._call(f"delete {uri}", lambda: self._trees.delete(path))
 
-        self._call(f"delete {uri}", lambda: self._transfer.delete(path))
-
-    def gc(self, older_than: float = 86400.0) -> list[str]:
-        """Remove what no version needs any more: stored objects that no commit
-        record names, and temporaries of uploads that died; only those older than
-        ``older_than`` seconds (default a day), so that a running upload keeps its
-        own; also the freshness records in the cache directory of copies that
-        no longer exist. Returns the URIs removed."""
+    def gc(self, older_than: float = 86400.0, keep: int = 2) -> list[str]:
+        """Remove what no reader needs any more, and only below the root's
+        ``.fsblob/`` folder: tree versions that no name points to, except the
+        ``keep`` newest superseded ones of each tree name (default 2) and those
+        superseded less than ``older_than`` seconds ago (default a day); versions
+        never committed, temporaries of uploads that died and unfinished multipart
+        uploads, once older than ``older_than``; also the freshness records in the
+        cache directory of copies that no longer exist. Returns the URIs removed."""
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise InvalidPathError(f"keep must be a whole number >= 0, not {keep!r}")
+        if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or older_than < 0:
+            raise InvalidPathError(f"older_than must be a number of seconds >= 0, not {older_than!r}")
         removed = self._call(f"collect garbage under {self.root_url}",
-                             lambda: self._transfer.gc(older_than))
+                             lambda: self._trees.gc(older_than, keep))
         local_copy.prune(self._cache_dir, older_than)  # records of copies long gone
         return removed
 
@@ -360,8 +380,15 @@ class FsspecBlobManager(BlobManager):
     # -- paths ----------------------------------------------------------------------
 
     def _resolve(self, uri: str | os.PathLike[str]) -> str:
-        """The filesystem path of a URI or relative path, confined to the root."""
-        return uris.resolve(self._store, _fspath(uri, "remote_file_path"), self._name)
+        """The filesystem path of a URI or relative path, confined to the root and
+        outside fsblob's own folder (except the stored versions of trees)."""
+        path = uris.resolve(self._store, _fspath(uri, "remote_file_path"), self._name)
+        if (versions.is_control(self._store.root, path)
+                and versions.parse_version_path(self._store.root, path) is None):
+            raise InvalidPathError(
+                f"{self._name}: {self._store.uri(path)} is inside {versions.CONTROL!r}, fsblob's "
+                "own bookkeeping, which is not an artifact; give a URI that upload() returned")
+        return path
 
     # -- errors ---------------------------------------------------------------------
 

@@ -363,9 +363,12 @@ class FsspecBlobManager(BlobManager):
         uri = self._store.uri(path)
 
         def signed() -> str:
-            self.fs.invalidate_cache(path)
-            if self.fs.info(path).get("type") == "directory":
-                raise InvalidPathError(f"{self._name}: {uri} is a directory; sign its files one by one")
+            kind = self._trees.current(path).kind
+            if kind == "none":
+                raise FileNotFoundError(path)
+            if kind in ("tree", "directory"):
+                raise InvalidPathError(f"{self._name}: {uri} is a tree; sign its files one by "
+                                       "one (below the URI of its version)")
             try:
                 return str(self.fs.sign(path, expiration=int(seconds)))
             except NotImplementedError:

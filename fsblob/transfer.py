@@ -342,7 +342,7 @@ class Transfer:
         try:
             self.fs.info(path)
         except Exception as exc:
-            if is_not_found(exc):
+            if is_not_found(exc) or isinstance(exc, NotADirectoryError):  # below a file
                 return False
             raise
         return True

@@ -422,13 +422,14 @@ class Trees:
         now = self.current(path, strict=False)
         if now.kind == "none":
             raise FileNotFoundError(path)
-        if now.kind == "directory":
-            self.fs.rm(path, recursive=True)
-        else:
+        if now.kind != "directory":
             self.fs.rm_file(path)
+            return
+        self.fs.rm(path, recursive=True)
         name = versions.name_of(self.root, path)
-        if name is not None:
-            self._rm_quietly([versions.legacy_record_path(self.root, name)])
+        record = versions.legacy_record_path(self.root, name) if name is not None else None
+        if record is not None and self.t._exists(record):  # fsblob 0.x's tree: its record too
+            self._rm_quietly([record])
 
     # -- garbage --------------------------------------------------------------------------
 

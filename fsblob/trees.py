@@ -155,6 +155,8 @@ class Trees:
                     "committed, the previous version stands")
         self.t._write_bytes(versions.manifest_path(self.root, name, version), manifest.to_json())
         self._write_pointer(dest, Pointer(version).to_bytes())
+        if previous.kind == "directory" and self.store.atomic_put:
+            self.t._remove_tree(dest)  # the plain tree the name held (another tool's, or 0.x's)
         log.info("committed version %s of %s (%d files: %d sent, %d copied)", version,
                  self.store.uri(dest), len(files), len(sends), len(copies))
         return vdir

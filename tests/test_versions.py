@@ -548,6 +548,9 @@ def test_a_store_written_by_fsblob_0x_downloads_and_converts(case: Case, tmp_pat
     tree = _tree(tmp_path, "v1", V1)
     manager.upload(tree)
     assert _files(Path(manager.download("model", tmp_path / "new"))) == _files(tree)
+    fs.invalidate_cache()
+    assert [p for p in fs.find(root) if "/.fsblob/" not in p] == [f"{root}/model"], \
+        "the old plain tree was left beside the pointer"
     removed = manager.gc(older_than=0)
     assert any("/.fsblob/objects/" in r for r in removed) and any("/.fsblob/commits/" in r
                                                                   for r in removed)

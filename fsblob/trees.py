@@ -163,29 +163,35 @@ class Trees:
 
     def _send(self, files: Mapping[str, LocalFile], vdir: str, callback: Callback) -> None:
         """Write files below a version nobody reads yet: no temporaries, no renames.
-        Small files go in one batched call where the filesystem overlaps them;
-        on other stores files go ``max_concurrency`` at a time."""
+        On object stores small files go in one batched call (the filesystem overlaps
+        them); the others go ``max_concurrency`` files at a time, each in parallel
+        parts where it is large (the client's connection pool bounds the total)."""
         if not files:
             return
         guarded = _Locked(callback)
-        if self.store.atomic_put:
-            small = [f for f in files.values() if f.entry.size <= BATCH_FILE_SIZE]
-            if small:
-                rels = [rel for rel, f in files.items() if f.entry.size <= BATCH_FILE_SIZE]
-                self.fs.put([str(files[rel].path) for rel in rels], [f"{vdir}/{rel}" for rel in rels],
-                            callback=_Bytes(guarded, [files[rel].entry.size for rel in rels]))
-            for rel, f in files.items():
-                if f.entry.size > BATCH_FILE_SIZE:
-                    self.t._put(f.path, f"{vdir}/{rel}", _Within(guarded))
+        batched = {rel for rel, f in files.items()
+                   if self.store.atomic_put and f.entry.size <= BATCH_FILE_SIZE}
+        if batched:
+            rels = sorted(batched)
+            self.fs.put([str(files[rel].path) for rel in rels], [f"{vdir}/{rel}" for rel in rels],
+                        callback=_Bytes(guarded, [files[rel].entry.size for rel in rels]))
+        rest = {rel: f for rel, f in files.items() if rel not in batched}
+        if not rest:
             return
-        for folder in sorted({posixpath.dirname(f"{vdir}/{rel}") for rel in files}):
-            self.fs.makedirs(folder, exist_ok=True)  # leaves only: makedirs makes parents
+        if not self.store.atomic_put:
+            for folder in sorted({posixpath.dirname(f"{vdir}/{rel}") for rel in rest}):
+                self.fs.makedirs(folder, exist_ok=True)  # leaves only: makedirs makes parents
         with ThreadPoolExecutor(self.t.settings.max_concurrency,
                                 thread_name_prefix="fsblob-tree") as pool:
             jobs = [pool.submit(self.t._put, f.path, f"{vdir}/{rel}", _Within(guarded))
-                    for rel, f in files.items()]
-            for job in jobs:
-                job.result()
+                    for rel, f in rest.items()]
+            try:
+                for job in jobs:
+                    job.result()
+            except BaseException:
+                for job in jobs:  # files not yet started are not sent
+                    job.cancel()
+                raise
 
     def _copy(self, copies: Mapping[str, str], vdir: str) -> None:
         """Server-side copies of unchanged files; a copy that fails (its source

@@ -61,11 +61,11 @@ def main() -> int:
             Upstream(moto.url).call("PUT", f"/{bucket}")
         tree = _tree(Path(tmp) / "src", args.files, args.size)
         total = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
-        s3_kinds = lambda: collections.Counter(m for m, _ in proxy.requests)  # noqa: E731
+        s3_kinds = lambda: collections.Counter(m for m, _ in proxy.requests)
         oss_proxy = oss.proxy
         assert oss_proxy is not None
-        oss_kinds = lambda: collections.Counter(m for m, _ in oss_proxy.requests)  # noqa: E731
-        hdfs_kinds = lambda: collections.Counter(op for _, op, _ in hdfs.requests)  # noqa: E731
+        oss_kinds = lambda: collections.Counter(m for m, _ in oss_proxy.requests)
+        hdfs_kinds = lambda: collections.Counter(op for _, op, _ in hdfs.requests)
         backends = [
             ("S3", S3BlobManager({"bucket_name": "trees-s3", "root_directory": "r",
                                   "endpoint_url": proxy.url, "access_key_id": "bench",

@@ -22,10 +22,24 @@ import fsspec
 import pytest
 from fsspec.callbacks import Callback
 
-from fsblob import BlobError, BlobIntegrityError, InvalidPathError, PathOutsideRootError, versions
+from fsblob import (
+    BlobError,
+    BlobIntegrityError,
+    InvalidPathError,
+    PathOutsideRootError,
+    versions,
+)
 from tests.conftest import Case, Meter
 from tests.test_contract import _leftovers
-from tests.workers import churn, delete, download_files, gc, tree_tags, upload, upload_rounds
+from tests.workers import (
+    churn,
+    delete,
+    download_files,
+    gc,
+    tree_tags,
+    upload,
+    upload_rounds,
+)
 
 SHARED = ["local", "s3", "oss", "webhdfs"]
 

@@ -426,8 +426,8 @@ def test_local_versions_share_no_file_with_each_other_or_with_downloads(
     assert (got / "empty1").stat().st_ino != (got / "empty2").stat().st_ino
 
 
-def test_a_crafted_manifest_is_refused_before_any_request(s3_case: Case, tmp_path: Path) -> None:
-    manager = s3_case.make()
+def test_a_crafted_manifest_is_refused_before_any_request(case: Case, tmp_path: Path) -> None:
+    manager = case.make()
     uri = manager.upload(_tree(tmp_path, "v1", {"a.txt": 10}))
     vdir = manager._resolve(uri)
     manifest_path = vdir + ".json"
@@ -436,10 +436,12 @@ def test_a_crafted_manifest_is_refused_before_any_request(s3_case: Case, tmp_pat
         crafted = json.loads(json.dumps(doc))
         crafted["files"]["a.txt"][field] = bad
         manager.fs.pipe_file(manifest_path, json.dumps(crafted).encode())
-        s3_case.server.reset_stats()
+        before = case.reads()
         with pytest.raises(InvalidPathError, match="manifest .* is damaged"):
             manager.download(uri, tmp_path / "out")
-        assert not any("outside" in p or p.endswith("/a.txt") for _, p in s3_case.server.requests)
+        assert case.reads() == before, "a file was read on the say-so of a damaged manifest"
+        if case.name in ("s3", "oss"):
+            assert not any("outside" in p for _, p in case.server.requests)
     crafted = json.loads(json.dumps(doc))
     crafted["files"] = {"../../escape.txt": doc["files"]["a.txt"]}
     manager.fs.pipe_file(manifest_path, json.dumps(crafted).encode())

@@ -417,6 +417,7 @@ def test_local_versions_share_no_file_with_each_other_or_with_downloads(
     uri_b = manager.upload(tmp_path / "b" / "art-b")
     stored = [p for p in Path(manager.root_url).rglob("*") if p.is_file()]
     assert all(p.stat().st_nlink == 1 for p in stored), "stored files share inodes"
+    assert manager.download("art-b") == uri_b  # Local: the stored version itself
     with open(Path(manager.download(uri_b)) / "conf" / "dev.yaml", "ab") as f:
         f.write(b"appended: 2\n")  # at the path download() returns on Local
     got = Path(manager.download(uri_a, tmp_path / "out"))

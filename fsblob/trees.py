@@ -210,7 +210,8 @@ class Trees:
     def _check(self, vdir: str, manifest: Manifest, copied: set[str]) -> set[str]:
         """The files of ``manifest`` that one fresh listing of ``vdir`` does not show
         at their size, or (copies) with an MD5 ETag other than theirs."""
-        listed = {posixpath.relpath(p, vdir): i for p, i in self.t._plain_tree(vdir).items()}
+        listed = {posixpath.relpath(p, vdir): i for p, i in self.t._find(vdir).items()
+                  if i.get("type") != "directory" and not p.endswith("/")}
         wrong = set()
         for rel, entry in manifest.files.items():
             info = listed.get(rel)

@@ -498,6 +498,17 @@ def test_reserved_names_are_refused(case: Case, tmp_path: Path) -> None:
     assert _files(Path(manager.download("model", tmp_path / "out")))["a.txt"].startswith(b"v1:")
 
 
+def test_reserved_names_inside_a_tree_are_ordinary_files(case: Case, tmp_path: Path) -> None:
+    manager = case.make()
+    tree = tmp_path / "model"
+    (tree / ".fsblob").mkdir(parents=True)
+    (tree / ".fsblob" / "inner.txt").write_bytes(b"inner")
+    (tree / "run-42.fsblob-part").write_bytes(b"part")
+    uri = manager.upload(tree)
+    assert _files(Path(manager.download(uri, tmp_path / "out"))) == _files(tree)
+    assert _plain(manager, uri) == _files(tree)
+
+
 def test_a_file_starting_like_a_pointer_is_refused(memory_case: Case, tmp_path: Path) -> None:
     manager = memory_case.make()
     forged = tmp_path / "forged"

@@ -70,13 +70,33 @@ def strip_protocol(protocol: str, url: str) -> str:
     registered under another name (``fsspec.register_implementation("countmem",
     MyMemoryFS)``) would keep ``countmem://`` in the path. Such a URL is handed to
     the class under its own first name.
+
+    A class may also inherit another protocol's ``_strip_protocol`` that knows only
+    that protocol's name (a ``MemoryFileSystem`` subclass with ``protocol =
+    "countmem"`` strips ``memory://`` only). When the scheme survives stripping,
+    the path after the scheme is handed to it instead, so that every URI the store
+    makes names the path it was made from.
     """
     fs_class = fsspec.get_filesystem_class(protocol)
     scheme, rest = split_protocol(url)
     names = protocol_names(protocol)[1:]
     if scheme and names and scheme not in names:
         url = f"{names[0]}://{rest}"
-    return fs_class._strip_protocol(url)
+    path = fs_class._strip_protocol(url)
+    used = split_protocol(url)[0]
+    if used and f"{used}:" in path and used not in _stripper_names(fs_class):
+        path = fs_class._strip_protocol(rest)
+    return path
+
+
+def _stripper_names(fs_class: type) -> tuple[str, ...]:
+    """The protocol names of the class that defines ``fs_class._strip_protocol``
+    (an HTTP filesystem keeps its scheme in paths on purpose; it knows its names)."""
+    for klass in fs_class.__mro__:
+        if "_strip_protocol" in vars(klass):
+            own = getattr(klass, "protocol", ())
+            return (own,) if isinstance(own, str) else tuple(own)
+    return ()
 
 
 def _confine(store: Store, path: str) -> str:

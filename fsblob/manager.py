@@ -88,6 +88,9 @@ class FsspecBlobManager(BlobManager):
             config.pop("backend", None)
         self._name = name
         self._store = get_backend(name)(config)
+        self._relative_root = _relative_local_root(config, self._store.protocol)
+        if self._relative_root is not None:  # resolved once: a pickled manager keeps this root
+            self._config["root_directory"] = self._store.root
         self._secrets = self._store.secrets
         try:  # a missing extra is reported now, not at the first transfer
             fsspec.get_filesystem_class(self._store.protocol)
@@ -361,7 +364,8 @@ class FsspecBlobManager(BlobManager):
 
     def _resolve(self, uri: str | os.PathLike[str]) -> str:
         """The filesystem path of a URI or relative path, confined to the root."""
-        return uris.resolve(self._store, _fspath(uri, "remote_file_path"), self._name)
+        return uris.resolve(self._store, _fspath(uri, "remote_file_path"), self._name,
+                            relative_root=self._relative_root)
 
     # -- errors ---------------------------------------------------------------------
 
@@ -426,6 +430,16 @@ def _merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]
             value = _merged(merged[key], value)
         merged[key] = value
     return merged
+
+
+def _relative_local_root(config: Mapping[str, Any], protocol: str) -> str | None:
+    """``root_directory`` when it is a relative local path (resolved against the
+    working directory), else ``None``."""
+    root = config.get("root_directory")
+    if (protocol not in ("file", "local") or not isinstance(root, str) or not root
+            or fsspec.core.split_protocol(root)[0] or os.path.isabs(os.path.expanduser(root))):
+        return None
+    return root
 
 
 def _fspath(value: Any, what: str) -> str:

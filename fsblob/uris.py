@@ -17,6 +17,7 @@ lexical rules). The forms accepted, on every backend:
 from __future__ import annotations
 
 import os
+import posixpath
 
 import fsspec
 from fsspec.core import split_protocol
@@ -28,13 +29,53 @@ from fsblob.store import Store
 WHAT = "remote_file_path"
 
 
-def resolve(store: Store, text: str, backend: str) -> str:
+def resolve(store: Store, text: str, backend: str, *, relative_root: str | None = None) -> str:
     """The filesystem path that ``text`` names in ``store``, confined to its root.
+
+    ``relative_root`` is the ``root_directory`` as configured when it was a
+    relative local path (resolved against a working directory): a path outside
+    the root only because another process resolved it from another directory is
+    then refused with both roots named.
 
     Raises:
         InvalidPathError: the path is malformed.
         PathOutsideRootError: it lies outside the root.
     """
+    try:
+        return _resolve(store, text, backend)
+    except PathOutsideRootError as exc:
+        other = other_root(store, text, relative_root)
+        if other is None:
+            raise
+        raise PathOutsideRootError(
+            f"{WHAT} {text!r} is outside this store's root {store.uri(store.root)} only because "
+            f"the roots differ: it lies below {other}, which is what root_directory "
+            f"{relative_root!r}, a relative path, becomes in another working directory. "
+            "Give root_directory as an absolute path (a project file read by fsblob takes it "
+            "relative to the file itself), so that every process uses the same root"
+        ) from exc
+
+
+def other_root(store: Store, text: str, relative_root: str | None) -> str | None:
+    """The root another working directory makes of ``relative_root``, if ``text``
+    (an absolute local path) lies below such a root; else ``None``."""
+    if not relative_root or store.protocol not in ("file", "local"):
+        return None
+    scheme, rest = split_protocol(text)
+    if scheme not in (None, "file", "local") or not rest.startswith("/"):
+        return None
+    tail = [s for s in os.path.normpath(os.path.expanduser(relative_root)).split("/")
+            if s not in ("", ".")]
+    segments = [s for s in posixpath.normpath(rest).split("/") if s]
+    if not tail:
+        return None
+    for end in range(len(segments) - 1, len(tail) - 1, -1):  # the deepest match first
+        if segments[end - len(tail):end] == tail:
+            return "/" + "/".join(segments[:end])
+    return None
+
+
+def _resolve(store: Store, text: str, backend: str) -> str:
     root, where = store.root, store.uri(store.root)
     prefixes = dict(store.legacy_prefixes)
     if store.url_prefix:

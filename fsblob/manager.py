@@ -46,6 +46,9 @@ T = TypeVar("T")
 #: Keys every backend accepts, read by the engine itself.
 ENGINE_KEYS = keys.ENGINE_KEYS
 
+#: The longest life of a signed URL, in seconds, by protocol (SigV4 and GCS V4: 7 days).
+SIGN_LIMITS = {"s3": 7 * 86400, "s3a": 7 * 86400, "gs": 7 * 86400, "gcs": 7 * 86400}
+
 #: Which extra installs the client library of a protocol.
 _EXTRAS = {"s3": "s3", "s3a": "s3", "oss": "oss", "hdfs": "hdfs", "arrow_hdfs": "hdfs"}
 
@@ -98,9 +101,7 @@ class FsspecBlobManager(BlobManager):
             raise self._error(exc, f"open the {self._store.protocol!r} filesystem", 1) from None
         except ValueError:
             raise BlobConfigError(
-                f"{name}: the backend's protocol {self._store.protocol!r} is not a known fsspec "
-                "protocol; register its filesystem with fsspec.register_implementation"
-            ) from None
+                f"{name}: the backend's {uris.unknown_protocol(self._store.protocol)}") from None
         self._retry = RetryPolicy(
             retries=_count(engine, "retries", name, default=4),
             deadline=_seconds(engine, "retry_deadline", name, default=60.0),
@@ -303,11 +304,43 @@ class FsspecBlobManager(BlobManager):
         path = self._resolve(remote_file_path)
         return self._call(f"check {self._store.uri(path)}", lambda: self._transfer.exists(path))
 
-    def ls(self) -> list[str]:
-        """The URIs of the artifacts stored directly under the root, sorted."""
+    def ls(self, path: str | None = None) -> list[str]:
+        """The URIs of the artifacts stored directly under the root, sorted.
 
-        names = self._call(f"list {self.root_url}", self._transfer.names)
-        return [self._store.uri(n) for n in names]
+        With ``path`` (a URI or a path relative to the root), as ``aws s3 ls``
+        takes one: the entries directly inside that directory; the artifact
+        itself if it is a file; otherwise the entries of its directory whose
+        names begin with its last part (a prefix). fsblob's own control files
+        and temporaries are never listed.
+        """
+        if path is None or path.rstrip("/") == self.root_url.rstrip("/"):
+            names = self._call(f"list {self.root_url}", self._transfer.names)
+            return [self._store.uri(n) for n in names]
+        target = self._resolve(path)
+        return self._call(f"list {self._store.uri(target)}", lambda: self._below(target))
+
+    def _below(self, target: str) -> list[str]:
+        """What :meth:`ls` lists for a path: a directory's entries, a file, or a prefix's."""
+        fs = self._open_fs()
+        fs.invalidate_cache()
+        try:
+            kind = fs.info(target).get("type")
+        except FileNotFoundError:
+            kind = None
+        if kind == "file":
+            return [self._store.uri(target)]
+        parent, stem = posixpath.split(target) if kind is None else (target, "")
+        try:
+            entries = fs.ls(parent, detail=False)
+        except FileNotFoundError:
+            entries = []
+        found = set()
+        for entry in entries:
+            base = posixpath.basename(str(entry).rstrip("/"))
+            if (base.startswith(stem) and base and base != versions.CONTROL
+                    and not base.endswith(local_copy.PART_SUFFIX)):
+                found.add(self._store.uri(posixpath.join(parent, base)))
+        return sorted(found)
 
     def delete(self, remote_file_path: str) -> None:
         """Delete a stored artifact (a directory with everything in it)."""
@@ -343,6 +376,13 @@ class FsspecBlobManager(BlobManager):
         seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
             raise InvalidPathError(f"expires must be a positive number of seconds, not {expires!r}")
+        limit = SIGN_LIMITS.get(self._store.protocol)
+        if limit is not None and seconds > limit:
+            raise BlobConfigError(
+                f"{self._name}: expires {seconds:g} s is longer than a signed URL of the "
+                f"{self._store.protocol!r} store can live ({limit} s, {limit // 86400} days); "
+                f"give at most {limit // 86400}d"
+            )
         uri = self._store.uri(path)
 
         def signed() -> str:

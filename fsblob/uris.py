@@ -140,6 +140,16 @@ def _stripper_names(fs_class: type) -> tuple[str, ...]:
     return ()
 
 
+def unknown_protocol(protocol: str) -> str:
+    """The end of an error for a protocol fsspec does not know: the known ones, and
+    how to add one."""
+    known = ", ".join(sorted(set(fsspec.available_protocols())))
+    return (f"protocol {protocol!r} is not a known fsspec protocol; known protocols: {known}. "
+            "A filesystem of your own is registered with fsspec.register_implementation() "
+            "(for the fsblob command, in a module named with --plugin MODULE) or an "
+            "'fsspec.specs' entry point")
+
+
 def _confine(store: Store, path: str) -> str:
     """On a local root, also refuse a path that a symlink takes outside it."""
     if store.protocol in ("file", "local"):

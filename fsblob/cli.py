@@ -75,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BlobError as exc:
         _stop(waiting)
         hint = ""
-        if isinstance(exc, BlobTransferError) and time.monotonic() - started >= WAIT_NOTICE:
+        if isinstance(exc, BlobTransferError) and (
+                time.monotonic() - started >= WAIT_NOTICE or " attempts" in str(exc)):
             hint = (f" (gave up after {time.monotonic() - started:.0f} s; --timeout SECONDS, "
                     "or retry_deadline in the project file, sets how long fsblob retries)")
         print(f"fsblob: error: {_one_line(exc)}{hint}", file=sys.stderr)

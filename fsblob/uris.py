@@ -140,10 +140,16 @@ def _stripper_names(fs_class: type) -> tuple[str, ...]:
     return ()
 
 
+def known_protocols() -> set[str]:
+    """The protocols fsspec knows: built in, declared by entry points, or registered
+    in this process (``fsspec.register_implementation``)."""
+    return {*fsspec.available_protocols(), *fsspec.registry}
+
+
 def unknown_protocol(protocol: str) -> str:
     """The end of an error for a protocol fsspec does not know: the known ones, and
     how to add one."""
-    known = ", ".join(sorted(set(fsspec.available_protocols())))
+    known = ", ".join(sorted(known_protocols()))
     return (f"protocol {protocol!r} is not a known fsspec protocol; known protocols: {known}. "
             "A filesystem of your own is registered with fsspec.register_implementation() "
             "(for the fsblob command, in a module named with --plugin MODULE) or an "

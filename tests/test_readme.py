@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -176,6 +177,9 @@ def test_s3_steps_run_against_a_moto_they_start_and_stop(scratch: Path) -> None:
     assert url.startswith(f"http://127.0.0.1:{port}/my-artifacts/aiflow/project-a/features.csv?")
     assert "HTTP/1.1" not in out.stdout + out.stderr, "moto's request log belongs in moto.log"
     assert "HTTP/1.1" in (scratch / "moto.log").read_text()
+    deadline = time.monotonic() + 15  # kill sends SIGTERM; moto takes a moment to go
+    while _accepts(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not _accepts(port), "the steps stop the local S3 they started"
     pip = (scratch.parent / "pip.log").read_text()
     assert "'.[examples,s3]'" not in pip and "-e .[examples,s3] moto[server]" in pip

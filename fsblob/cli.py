@@ -390,7 +390,7 @@ class Progress(Callback):
                 if self._size and self._shown < self._size:
                     parts.append(f"ETA {_fmt_time((self._size - self._shown) / rate)}")
         if self._size and self._shown >= self._size:
-            parts.append("(sent; waiting for the store)")
+            parts.append("(all bytes moved; finishing)")
         return " ".join(parts)
 
     def _draw(self, now: float) -> None:
@@ -402,6 +402,13 @@ class Progress(Callback):
         self._stream.write("\r" + line.ljust(self._width))
         self._stream.flush()
         self._width, self._drawn_at = len(line), now
+
+    def refresh(self) -> None:
+        """Redraw without news (a timer calls it): the line then still shows the
+        elapsed rate, and that everything was sent while the store finishes."""
+        with self._lock:
+            if self._size is not None or self._shown:
+                self._draw(self._clock())
 
     def interrupt(self) -> None:
         """End the drawn line, so that a message can be printed below it."""
@@ -454,6 +461,8 @@ class StillWaiting:
     def _watch(self) -> None:
         said = 0.0
         while not self._stopped.wait(0.25):
+            if self.progress is not None:
+                self.progress.refresh()
             now = time.monotonic()
             since = self._start if self.progress is None else max(
                 self._start, self.progress.last_activity)

@@ -128,3 +128,50 @@ def test_bar_is_off_when_not_enabled() -> None:
     bar.relative_update(5)
     bar.close()
     assert stream.getvalue() == ""
+
+
+def test_cli_bar_on_a_terminal_through_a_slow_link(s3_case: Case, tmp_path: Path) -> None:
+    """``fsblob upload`` with stderr on a pseudo-terminal, through an 8 MiB/s link: the
+    frames use MiB, their percentages never fall, and the first has no ETA."""
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit
+
+    from benchmarks.shaper import Shaper
+
+    root = Path(__file__).resolve().parents[1]
+    src = _file(tmp_path / "big.bin", 32 * MiB)
+    upstream = urlsplit(s3_case.config["endpoint_url"]).netloc
+    with Shaper(upstream, rate=8 * MiB, delay=0.005) as shaper:
+        config = {**s3_case.config, "endpoint_url": shaper.url, "multipart_threshold": "1GiB"}
+        lines = "".join(f"    {k}: {v}\n" for k, v in config.items())
+        (tmp_path / "p.yaml").write_text(
+            f"blob:\n  blob_manager_class: fsblob.S3BlobManager\n  blob_manager_config:\n{lines}")
+        master, slave = os.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "fsblob", "upload", str(src), "--config",
+                                 str(tmp_path / "p.yaml")], cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=slave, env={**os.environ, "PYTHONPATH": str(root)})
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        proc.wait(timeout=120)
+        os.close(master)
+    assert proc.returncode == 0, seen
+    text = seen.decode()
+    frames = [f.strip() for f in text.split("\r") if "%" in f]
+    assert frames, f"no progress drawn: {text!r}"
+    percents = [int(re.search(r"(\d+)%", f).group(1)) for f in frames]  # type: ignore[union-attr]
+    assert percents == sorted(percents), percents
+    assert all("MiB" in f for f in frames) and "MB" not in text
+    assert "ETA" not in frames[0]
+    assert any("MiB/s" in f for f in frames), frames

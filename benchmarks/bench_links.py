@@ -16,7 +16,10 @@ Contenders: S3 uploads: boto3 ``upload_file`` (default ``TransferConfig``), s3fs
 ``put_file``, obstore ``put``; S3 downloads: boto3 ``download_file``, s3fs
 ``get_file``, and on loopback one streamed ``get_object`` and obstore's streamed
 ``get``; OSS: ossfs ``put_file``/``get_file``; WebHDFS: fsspec's ``webhdfs``
-``put_file``/``get_file``.
+``put_file``/``get_file``. A directory (``s3dir``: ``--files`` of ``--file-size``):
+boto3's transfer manager (every file queued on one ``TransferManager``, parts and
+files sharing its default concurrency of 10), a boto3 ``put_object``/``get_object``
+loop, s3fs recursive ``put``/``get``, and obstore with 10 files in flight.
 """
 
 from __future__ import annotations
@@ -53,8 +56,10 @@ CONTENDERS: dict[tuple[str, str], list[str]] = {
     ("webhdfs", "upload"): ["fsblob", "webhdfs_put_file"],
     ("webhdfs", "download"): ["fsblob", "webhdfs_get_file"],
     # a directory of --files small files on S3
-    ("s3dir", "upload"): ["fsblob", "boto3_put_loop", "s3fs_put_recursive"],
-    ("s3dir", "download"): ["fsblob", "boto3_get_loop", "s3fs_get_recursive"],
+    ("s3dir", "upload"): ["fsblob", "boto3_transfer_dir", "boto3_put_loop", "s3fs_put_recursive",
+                          "obstore_put_dir"],
+    ("s3dir", "download"): ["fsblob", "boto3_transfer_dir", "boto3_get_loop",
+                            "s3fs_get_recursive", "obstore_get_dir"],
 }
 #: Single-stream contenders left out of the shaped link (one 12 MiB/s stream: slow to
 #: run, and not what the target compares with there).
@@ -79,7 +84,8 @@ def measure(store: str, direction: str, who: str, ends: dict[str, Any], data: Pa
     key = f"{who}/big.bin" if direction == "upload" else "fsblob/big.bin"
     if store == "s3dir":
         big, dest = data / "small", out / "dl" / "small"
-        key = f"{who}/small" if direction == "upload" else "fsblob/small"
+        # fsblob reads its tree by name; the others read the plain keys boto3's loop put
+        key = f"{who}/small" if direction == "upload" else "boto3_put_loop/small"
         if direction == "upload":  # new bytes every time: fsblob skips objects it already has
             big = out / "src" / "small"
             shutil.rmtree(big.parent, ignore_errors=True)
@@ -145,7 +151,20 @@ def _setup(store: str, direction: str, who: str, ends: dict[str, Any], big: Path
                 body = client.get_object(Bucket=BUCKET, Key=f"{key}/{name}")["Body"].read()
                 (dest / name).write_bytes(body)
 
+        def transfer_dir() -> None:
+            from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+            names = sorted(p.name for p in big.iterdir())
+            if not up:
+                dest.mkdir()
+            with create_transfer_manager(client, TransferConfig()) as manager:
+                futures = [manager.upload(str(big / n), BUCKET, f"{key}/{n}") if up else
+                           manager.download(BUCKET, f"{key}/{n}", str(dest / n)) for n in names]
+                for future in futures:
+                    future.result()
+
         return {"boto3_upload_file": lambda: client.upload_file(str(big), BUCKET, key),
+                "boto3_transfer_dir": transfer_dir,
                 "boto3_download_file": lambda: client.download_file(BUCKET, key, str(dest)),
                 "boto3_get_object": get_object, "boto3_put_loop": put_loop,
                 "boto3_get_loop": get_loop}[who]
@@ -174,6 +193,29 @@ def _setup(store: str, direction: str, who: str, ends: dict[str, Any], big: Path
                 for piece in obstore.get(ob, key).stream():
                     f.write(piece)
 
+        def each_file() -> None:
+            import asyncio
+
+            names = sorted(p.name for p in big.iterdir())
+            if not up:
+                dest.mkdir()
+
+            async def one(name: str, slots: asyncio.Semaphore) -> None:
+                async with slots:
+                    if up:
+                        await obstore.put_async(ob, f"{key}/{name}", big / name)
+                    else:
+                        got = await obstore.get_async(ob, f"{key}/{name}")
+                        (dest / name).write_bytes(bytes(await got.bytes_async()))
+
+            async def every() -> None:
+                slots = asyncio.Semaphore(10)
+                await asyncio.gather(*(one(n, slots) for n in names))
+
+            asyncio.run(every())
+
+        if who.endswith("_dir"):
+            return each_file
         return (lambda: obstore.put(ob, key, big)) if up else get
     if who.startswith("ossfs"):
         import ossfs
@@ -250,8 +292,8 @@ def main() -> int:
     if args.one:
         store, direction, who, ends, data, extra = json.loads(args.one)
         print(json.dumps(measure(store, direction, who, ends, Path(data),
-                                 Path(data) / "out" / who, extra)))
-        return 0
+                                 Path(data) / "out" / who, extra)), flush=True)
+        os._exit(0)  # obstore's runtime can abort at interpreter exit after asyncio.run
 
     _env()
     from tests.servers.moto import MotoServer
@@ -318,7 +360,10 @@ def _table(results: dict[tuple[str, str, str, str], list[dict[str, float]]],
         return statistics.median(r[key] for r in rows)
 
     settings = f", fsblob config {json.dumps(extra)}" if extra else ""
-    print(f"\n{args.size} MiB object; shaped = {args.rate}/s per connection and direction, "
+    what = f"{args.size} MiB object" if set(args.stores.split(",")) - {"s3dir"} else ""
+    if "s3dir" in args.stores.split(","):
+        what += ("; " if what else "") + f"s3dir: {args.files} files of {args.file_size} KiB"
+    print(f"\n{what}; shaped = {args.rate}/s per connection and direction, "
           f"{args.delay_ms:g} ms one way; median of {args.rounds} alternating rounds{settings}\n")
     print("| link | store | transfer | contender | seconds | fsblob time / this | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|")

@@ -38,6 +38,7 @@ from fsblob.retry import (
     is_transient,
 )
 from fsblob.transfer import Transfer
+from fsblob.trees import Trees
 
 log = logging.getLogger("fsblob")
 
@@ -113,6 +114,7 @@ class FsspecBlobManager(BlobManager):
         self._fs_lock = threading.Lock()
         self._transfer = Transfer(self._store, self._open_fs, self._copies, name,
                                   chunks.TransferSettings.from_config(engine, name))
+        self._trees = Trees(self._transfer)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.root_url}>"
@@ -177,12 +179,15 @@ class FsspecBlobManager(BlobManager):
     def upload(
         self, local_file_path: str | os.PathLike[str], *, callback: Callback | None = None
     ) -> str:
-        """Store a local file as ``<root>/<basename>``, or a directory as the tree
-        ``<root>/<dirname>/``, replacing what was stored under that name.
+        """Store a local file as ``<root>/<basename>``, or a directory as a new
+        version of the tree ``<root>/<dirname>``, replacing what that name held.
 
-        The caller's file or directory is not changed. The stored object appears
-        whole or not at all (an atomic PUT on object stores, a rename elsewhere);
-        a re-uploaded directory loses the files that are no longer in it.
+        The caller's file or directory is not changed. A file is one object,
+        written whole or not at all (an atomic PUT on object stores, a rename
+        elsewhere). A directory becomes a new, never-modified version
+        (``<root>/.fsblob/trees/<dirname>/<version>/``), and the name is pointed at
+        it in one atomic write once every file is stored and checked; until then
+        readers get the previous version, whole.
 
         Args:
             local_file_path: the file or directory to store.
@@ -191,7 +196,10 @@ class FsspecBlobManager(BlobManager):
         Returns:
             The URI of the stored artifact: an absolute path for the Local
             backend, otherwise a URL that ``fsspec.open(uri, **storage_options)``
-            and pandas open.
+            and pandas open. For a directory, the URI of the version just
+            stored: a plain directory that never changes (``download`` of it
+            gets exactly that version; ``download`` of ``<root>/<dirname>``
+            gets the latest).
 
         Raises:
             BlobNotFoundError: ``local_file_path`` does not exist.
@@ -210,6 +218,11 @@ class FsspecBlobManager(BlobManager):
                     "that does not hold the store, or keep the store elsewhere"
                 )
         name = src.name if src.name not in ("", ".", "..") else src.resolve().name
+        if versions.is_reserved(name):
+            raise InvalidPathError(
+                f"{self._name}: cannot upload {src}: the name {name!r} is reserved for fsblob's "
+                f"own bookkeeping ({versions.CONTROL!r}, and names ending in "
+                f"{versions.PART_SUFFIX!r}); rename it or upload its parent directory")
         dest = paths.join_under(self._store.root, name, what="the name of the uploaded file")
         callback = callback or DEFAULT_CALLBACK
         uri = self._store.uri(dest)
@@ -220,11 +233,11 @@ class FsspecBlobManager(BlobManager):
                     f"{self._name}: directory {src} holds no files; object stores cannot keep "
                     "an empty directory, so there is nothing to upload"
                 )
-            self._call(f"upload {src} to {uri}",
-                       lambda: self._transfer.upload_tree(files, dest, callback))
+            uri = self._store.uri(self._call(
+                f"upload {src} to {uri}", lambda: self._trees.upload_tree(files, dest, callback)))
         elif src.is_file():
             self._call(f"upload {src} to {uri}",
-                       lambda: self._transfer.upload_file(src, dest, callback))
+                       lambda: self._trees.upload_file(src, dest, callback))
         else:
             raise InvalidPathError(
                 f"{self._name}: {src} is not a regular file or directory (a pipe, socket or "
@@ -267,9 +280,10 @@ class FsspecBlobManager(BlobManager):
         """
         path = self._resolve(remote_file_path)
         if local_dir is None and self._store.url_prefix == "":
-            if not os.path.exists(path):
-                raise BlobNotFoundError(f"{self._name}: no artifact at {path}")
-            return path
+            try:
+                return self._call(f"find {path}", lambda: self._trees.stored_path(path))
+            except BlobNotFoundError:
+                raise BlobNotFoundError(f"{self._name}: no artifact at {path}") from None
         if local_dir is None:
             key = hashlib.sha256(self.root_url.encode()).hexdigest()[:16]
             relative = posixpath.relpath(posixpath.dirname(path), self._store.root)
@@ -289,12 +303,12 @@ class FsspecBlobManager(BlobManager):
                 f"{self._name}: cannot create the download directory {folder}: {describe(exc)}"
             ) from None
         self._copies.sweep_once(folder)  # what killed downloads left there
-        dest = folder / posixpath.basename(path)
+        dest = folder / self._trees.local_name(path)
         callback = callback or DEFAULT_CALLBACK
         uri = self._store.uri(path)
         with self._copies.locked(dest):
             self._call(f"download {uri} to {dest}",
-                       lambda: self._transfer.fetch(path, dest, callback))
+                       lambda: self._trees.fetch(path, dest, callback))
         return str(dest)
 
     # -- the rest of a store's life -----------------------------------------------
@@ -302,61 +316,69 @@ class FsspecBlobManager(BlobManager):
     def exists(self, remote_file_path: str) -> bool:
         """Whether an artifact is stored at this URI or relative path."""
         path = self._resolve(remote_file_path)
-        return self._call(f"check {self._store.uri(path)}", lambda: self._transfer.exists(path))
+        return self._call(f"check {self._store.uri(path)}", lambda: self._trees.exists(path))
 
     def ls(self, path: str | None = None) -> list[str]:
         """The URIs of the artifacts stored directly under the root, sorted.
 
         With ``path`` (a URI or a path relative to the root), as ``aws s3 ls``
-        takes one: the entries directly inside that directory; the artifact
-        itself if it is a file; otherwise the entries of its directory whose
-        names begin with its last part (a prefix). fsblob's own control files
-        and temporaries are never listed.
+        takes one: the entries directly inside that directory, or inside the
+        current version of a tree (as the version's URIs); the artifact itself if
+        it is a file; otherwise the entries of its directory whose names begin
+        with its last part (a prefix). fsblob's own files are never listed.
         """
         if path is None or path.rstrip("/") == self.root_url.rstrip("/"):
-            names = self._call(f"list {self.root_url}", self._transfer.names)
+            names = self._call(f"list {self.root_url}", self._trees.names)
             return [self._store.uri(n) for n in names]
         target = self._resolve(path)
         return self._call(f"list {self._store.uri(target)}", lambda: self._below(target))
 
     def _below(self, target: str) -> list[str]:
-        """What :meth:`ls` lists for a path: a directory's entries, a file, or a prefix's."""
-        fs = self._open_fs()
-        fs.invalidate_cache()
-        try:
-            kind = fs.info(target).get("type")
-        except FileNotFoundError:
-            kind = None
-        if kind == "file":
+        """What :meth:`ls` lists for a path: a tree's or directory's entries, a file,
+        or a prefix's."""
+        now = self._trees.current(target)
+        if now.kind == "tree":
+            assert now.manifest is not None
+            vdir = versions.version_dir(self._store.root, now.manifest.name, now.manifest.version)
+            return sorted({self._store.uri(f"{vdir}/{rel.split('/', 1)[0]}")
+                           for rel in now.manifest.files})
+        if now.kind == "file":
             return [self._store.uri(target)]
-        parent, stem = posixpath.split(target) if kind is None else (target, "")
+        parent, stem = posixpath.split(target) if now.kind == "none" else (target, "")
+        fs = self._open_fs()
+        fs.invalidate_cache(parent)
         try:
             entries = fs.ls(parent, detail=False)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             entries = []
         found = set()
         for entry in entries:
             base = posixpath.basename(str(entry).rstrip("/"))
-            if (base.startswith(stem) and base and base != versions.CONTROL
-                    and not base.endswith(local_copy.PART_SUFFIX)):
+            if base and base.startswith(stem) and not versions.is_reserved(base):
                 found.add(self._store.uri(posixpath.join(parent, base)))
         return sorted(found)
 
     def delete(self, remote_file_path: str) -> None:
-        """Delete a stored artifact (a directory with everything in it)."""
+        """Delete a stored artifact: a file, or a tree name (in one step: its
+        pointer; :meth:`gc` removes its versions later)."""
         path = self._resolve(remote_file_path)
         uri = self._store.uri(path)
+        self._call(f"delete {uri}", lambda: self._trees.delete(path))
 
-        self._call(f"delete {uri}", lambda: self._transfer.delete(path))
-
-    def gc(self, older_than: float = 86400.0) -> list[str]:
-        """Remove what no version needs any more: stored objects that no commit
-        record names, and temporaries of uploads that died; only those older than
-        ``older_than`` seconds (default a day), so that a running upload keeps its
-        own; also the freshness records in the cache directory of copies that
-        no longer exist. Returns the URIs removed."""
+    def gc(self, older_than: float = 86400.0, keep: int = 2) -> list[str]:
+        """Remove what no reader needs any more, and only below the root's
+        ``.fsblob/`` folder: tree versions that no name points to, except the
+        ``keep`` newest superseded ones of each tree name (default 2) and those
+        superseded less than ``older_than`` seconds ago (default a day); versions
+        never committed, temporaries of uploads that died and unfinished multipart
+        uploads, once older than ``older_than``; also the freshness records in the
+        cache directory of copies that no longer exist. Returns the URIs removed."""
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise InvalidPathError(f"keep must be a whole number >= 0, not {keep!r}")
+        if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or older_than < 0:
+            raise InvalidPathError(f"older_than must be a number of seconds >= 0, not {older_than!r}")
         removed = self._call(f"collect garbage under {self.root_url}",
-                             lambda: self._transfer.gc(older_than))
+                             lambda: self._trees.gc(older_than, keep))
         local_copy.prune(self._cache_dir, older_than)  # records of copies long gone
         return removed
 
@@ -386,9 +408,12 @@ class FsspecBlobManager(BlobManager):
         uri = self._store.uri(path)
 
         def signed() -> str:
-            self.fs.invalidate_cache(path)
-            if self.fs.info(path).get("type") == "directory":
-                raise InvalidPathError(f"{self._name}: {uri} is a directory; sign its files one by one")
+            kind = self._trees.current(path).kind
+            if kind == "none":
+                raise FileNotFoundError(path)
+            if kind in ("tree", "directory"):
+                raise InvalidPathError(f"{self._name}: {uri} is a tree; sign its files one by "
+                                       "one (below the URI of its version)")
             try:
                 return str(self.fs.sign(path, expiration=int(seconds)))
             except NotImplementedError:
@@ -403,9 +428,16 @@ class FsspecBlobManager(BlobManager):
     # -- paths ----------------------------------------------------------------------
 
     def _resolve(self, uri: str | os.PathLike[str]) -> str:
-        """The filesystem path of a URI or relative path, confined to the root."""
-        return uris.resolve(self._store, _fspath(uri, "remote_file_path"), self._name,
+        """The filesystem path of a URI or relative path, confined to the root and
+        outside fsblob's own folder (except the stored versions of trees)."""
+        path = uris.resolve(self._store, _fspath(uri, "remote_file_path"), self._name,
                             relative_root=self._relative_root)
+        if (versions.is_control(self._store.root, path)
+                and versions.parse_version_path(self._store.root, path) is None):
+            raise InvalidPathError(
+                f"{self._name}: {self._store.uri(path)} is inside {versions.CONTROL!r}, fsblob's "
+                "own bookkeeping, which is not an artifact; give a URI that upload() returned")
+        return path
 
     # -- errors ---------------------------------------------------------------------
 

@@ -18,6 +18,16 @@ ATOMIC_PUT_PROTOCOLS = frozenset(
 _SECRET_KEY = re.compile(r"secret|token|password|passwd|credential|(^|_)key($|_)", re.I)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """An unfinished multipart upload: the path it would create, its id, and when
+    it began (epoch seconds)."""
+
+    path: str
+    id: str
+    started: float
+
+
 @dataclass(frozen=True, repr=False)
 class Store:
     """A backend's answer to "where do artifacts go?".
@@ -62,6 +72,10 @@ class Store:
             filesystem instance when it is opened: request timeouts on its HTTP
             session, the client's own retries off, secrets it resolved hidden.
             It may raise :class:`~fsblob.errors.BlobConfigError`.
+        list_uploads: for stores with multipart uploads, a function
+            ``(fs, root) -> list[Upload]`` of the unfinished ones below ``root``
+            (``gc`` aborts those older than its grace period).
+        abort_upload: ``(fs, upload) -> None``, aborting one of them.
     """
 
     protocol: str
@@ -79,6 +93,8 @@ class Store:
     replace: Callable[[Any, str, str], None] | None = None
     prepare: Callable[[Any], None] | None = None
     stat: Callable[[Any, str], Mapping[str, Any]] | None = None
+    list_uploads: Callable[[Any, str], list[Upload]] | None = None
+    abort_upload: Callable[[Any, Upload], None] | None = None
 
     def uri(self, path: str) -> str:
         """The URI of a filesystem path of this store."""
@@ -89,6 +105,12 @@ class Store:
     def atomic_put(self) -> bool:
         """Whether a single write to this store is atomic."""
         return self.protocol in ATOMIC_PUT_PROTOCOLS
+
+    @property
+    def server_copy(self) -> bool:
+        """Whether the filesystem's ``copy`` copies on the server (object stores),
+        so unchanged files of a tree are not sent again."""
+        return self.atomic_put
 
     @property
     def secrets(self) -> tuple[str, ...]:

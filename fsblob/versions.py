@@ -1,29 +1,24 @@
-"""Commit records: what makes a stored directory tree one version, whole or not at all.
+"""Tree versions as stored: where they live, their manifest, and the pointer of a name.
 
-A directory artifact ``<root>/<name>`` is stored three ways at once:
+A directory artifact ``<root>/<name>`` is stored as immutable **versions**. Each
+upload writes a new one and never touches an old one:
 
-* **objects**: each file's bytes, once, under its MD5 in ``<root>/.fsblob/objects/``
-  (content-addressed, immutable, shared by every version and artifact that holds
-  the same bytes, like a DVC or git cache);
-* **the record** ``<root>/.fsblob/commits/<name>`` (JSON): the version (an id, a time)
-  and every file's relative path, size and MD5. It is written last, in one atomic
-  write, and *is* the commit: a version exists once its record does;
-* **the plain tree** ``<root>/<name>/<relative path>``: a copy of the committed
-  version's files where other tools (pandas, the aws CLI) read them. fsblob writes
-  it after the commit, server-side where the store can copy (S3, OSS, memory),
-  as hard links on a Local root, and from the local files elsewhere.
+* ``<root>/.fsblob/trees/<name>/<version>/<relative path>``: the version's files,
+  a plain directory that pandas, pyarrow and the aws CLI read as it is. Its URI
+  is what ``upload(dir)`` returns; nothing below it ever changes.
+* ``<root>/.fsblob/trees/<name>/<version>.json``: its **manifest** (every file's
+  relative path, size, MD5 and x bit), written only once every file is stored and
+  checked. A version without a manifest is not a version (an upload in flight,
+  or one that died).
+* ``<root>/<name>``: the **pointer**, a small object naming the current version,
+  written in one atomic write after the manifest. It is the only mutable thing. A
+  file artifact is stored at the same path, so one read tells a file from a tree
+  and a name switches kind in one write.
 
-fsblob's own readers read a record and then the objects it names, each verified
-against its size and MD5, so they get exactly one committed version whatever
-writers do at the same time. A failed upload has written only objects that no
-record names yet, so the previous version stays whole. Concurrent uploaders each
-write complete objects before their record, so the last record written names one
-uploader's complete version. Re-uploads send only objects the store lacks.
-
-A directory without a record (written by another tool, or by fsblob before
-records existed) is read from its plain files, checked to be unchanged from the
-first listing to the last. Objects that no record names are removed by
-:meth:`fsblob.FsspecBlobManager.gc`, once older than its grace period.
+Everything fsblob keeps for itself lives below ``<root>/.fsblob/`` (remote
+temporaries in ``.fsblob/tmp/``); the name ``.fsblob`` and the temporaries'
+suffix are refused as artifact names. This module holds the formats and paths
+only; :mod:`fsblob.trees` moves them.
 """
 
 from __future__ import annotations
@@ -32,6 +27,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import secrets
 import stat
 import time
@@ -42,16 +38,24 @@ from pathlib import Path
 from fsblob import paths
 from fsblob.errors import InvalidPathError
 
-#: The hidden folder below the root that holds records and objects.
+#: The hidden folder below the root that holds everything fsblob keeps for itself.
 CONTROL = ".fsblob"
-FORMAT = "fsblob-tree/1"
+MANIFEST_FORMAT = "fsblob-manifest/1"
+#: The first bytes of a pointer object: nothing else fsblob stores starts with them.
+POINTER_MAGIC = b"fsblob-tree-pointer/1\n"
+#: The suffix of temporaries (remote and local).
+PART_SUFFIX = ".fsblob-part"
 _READ_SIZE = 2**20
+_VERSION = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{8}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+#: The largest file a manifest may name (S3's own limit is 5 TiB).
+MAX_FILE_SIZE = 2**50
 
 
 @dataclass(frozen=True)
 class Entry:
     """One file of a version: its size, the MD5 of its bytes (hex), and whether it
-    is executable (carried by the record, so every store keeps a script's x bit)."""
+    is executable (carried by the manifest, so every store keeps a script's x bit)."""
 
     size: int
     md5: str
@@ -59,83 +63,189 @@ class Entry:
 
     @property
     def key(self) -> str:
-        """The name of the object holding these bytes (and this mode)."""
+        """What identifies these bytes and this mode."""
         return self.md5 + (".x" if self.executable else "")
 
 
 @dataclass(frozen=True)
-class Record:
-    """One committed version of a directory artifact."""
+class Manifest:
+    """One complete version of a directory artifact."""
 
+    name: str
     version: str
     created: float
     files: Mapping[str, Entry]
 
     def to_json(self) -> bytes:
-        """The record as stored."""
+        """The manifest as stored."""
         files = {rel: {"size": e.size, "md5": e.md5, **({"x": True} if e.executable else {})}
                  for rel, e in sorted(self.files.items())}
-        return json.dumps({"format": FORMAT, "version": self.version, "created": self.created,
-                           "files": files}, indent=1).encode()
+        return json.dumps({"format": MANIFEST_FORMAT, "name": self.name, "version": self.version,
+                           "created": self.created, "files": files}, indent=1).encode()
 
     @classmethod
-    def from_json(cls, data: bytes, where: str) -> Record:
-        """Parse a stored record; a malformed one is an :class:`InvalidPathError`."""
+    def from_json(cls, data: bytes, name: str, version: str, where: str) -> Manifest:
+        """Parse and validate a stored manifest before anything it names is used:
+        its name and version are the ones asked for, every path is confined below
+        the version, every size is a whole number in range and every MD5 is 32 hex
+        digits. A damaged one is a :class:`~fsblob.errors.InvalidPathError`."""
         try:
             doc = json.loads(data)
-            if doc.get("format") != FORMAT:
-                raise ValueError(f"format {doc.get('format')!r}")
+            if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+                raise ValueError("not an fsblob manifest")
+            if doc.get("name") != name or doc.get("version") != version:
+                raise ValueError(f"it describes {doc.get('name')!r} version {doc.get('version')!r}")
             files = {}
             for rel, entry in doc["files"].items():
-                paths.check_segments(rel, what=f"file {rel!r} of the record {where}")
-                files[rel] = Entry(int(entry["size"]), str(entry["md5"]), bool(entry.get("x")))
-            return cls(str(doc["version"]), float(doc["created"]), files)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise InvalidPathError(f"the commit record {where} is damaged ({exc}); "
-                                   "upload the artifact again") from None
+                paths.check_segments(rel, what=f"file {rel!r}")
+                size, md5 = entry["size"], entry["md5"]
+                if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FILE_SIZE:
+                    raise ValueError(f"file {rel!r} has an invalid size {size!r}")
+                if not isinstance(md5, str) or not _MD5.match(md5):
+                    raise ValueError(f"file {rel!r} has an invalid MD5 {md5!r}")
+                files[rel] = Entry(size, md5, entry.get("x") is True)
+            if not files:
+                raise ValueError("it names no file")
+            return cls(name, version, float(doc["created"]), files)
+        except (ValueError, KeyError, TypeError, AttributeError, InvalidPathError) as exc:
+            raise InvalidPathError(f"the manifest {where} is damaged ({_short(exc)}); "
+                                   "upload the directory again to make a new version") from None
 
-    def digest(self) -> str:
-        """A string that changes when the version's content changes."""
-        return json.dumps({"version": self.version,
-                           "files": {rel: e.key for rel, e in sorted(self.files.items())}})
+
+@dataclass(frozen=True)
+class Pointer:
+    """The current version of a tree name."""
+
+    version: str
+
+    def to_bytes(self) -> bytes:
+        return POINTER_MAGIC + json.dumps({"version": self.version}).encode() + b"\n"
+
+    @staticmethod
+    def is_pointer(data: bytes) -> bool:
+        """Whether ``data`` (a whole object, or its first bytes) is a pointer."""
+        return data.startswith(POINTER_MAGIC)
+
+    @classmethod
+    def parse(cls, data: bytes, where: str) -> Pointer:
+        """Parse a pointer; a damaged one is an :class:`~fsblob.errors.InvalidPathError`."""
+        try:
+            if not cls.is_pointer(data) or len(data) != POINTER_SIZE:
+                raise ValueError("not an fsblob pointer")
+            version = json.loads(data[len(POINTER_MAGIC):])["version"]
+            if not isinstance(version, str) or not _VERSION.match(version):
+                raise ValueError(f"invalid version {version!r}")
+            return cls(version)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidPathError(f"the tree pointer {where} is damaged ({_short(exc)}); "
+                                   "upload the directory again (or delete the name)") from None
+
+
+#: Every pointer has this size, so a stat tells which objects may be pointers.
+POINTER_SIZE = len(Pointer("0" * 16 + "-" + "0" * 8).to_bytes())
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+# -- versions ------------------------------------------------------------------------------
 
 
 def new_version() -> str:
     """A fresh version id, ordered by time: ``<ns since epoch, hex>-<random>``."""
-    return f"{time.time_ns():x}-{secrets.token_hex(4)}"
+    return f"{time.time_ns():016x}-{secrets.token_hex(4)}"
 
 
-def record_path(root: str, name: str) -> str:
-    """Where the record of artifact ``name`` lives."""
-    return f"{root.rstrip('/')}/{CONTROL}/commits/{name}"  # fits wherever the name does
+def is_version(text: str) -> bool:
+    """Whether ``text`` is a well-formed version id."""
+    return bool(_VERSION.match(text))
 
 
-def records_dir(root: str) -> str:
-    """The folder of every record below ``root``."""
-    return f"{root.rstrip('/')}/{CONTROL}/commits"
+def version_time(version: str) -> float:
+    """When the upload that made ``version`` started (epoch seconds)."""
+    return int(version.split("-", 1)[0], 16) / 1e9
 
 
-def object_path(root: str, key: str) -> str:
-    """Where the object ``key`` (:attr:`Entry.key`) lives, fanned out by its first
-    two digits."""
-    return f"{root.rstrip('/')}/{CONTROL}/objects/{key[:2]}/{key}"
+# -- paths -----------------------------------------------------------------------------------
 
 
-def objects_dir(root: str) -> str:
-    """The folder of every object below ``root``."""
-    return f"{root.rstrip('/')}/{CONTROL}/objects"
+def control_dir(root: str) -> str:
+    return f"{root.rstrip('/')}/{CONTROL}"
+
+
+def trees_dir(root: str) -> str:
+    """The folder holding every tree name's versions."""
+    return f"{control_dir(root)}/trees"
+
+
+def name_dir(root: str, name: str) -> str:
+    """The folder holding the versions (and their manifests) of one name."""
+    return f"{trees_dir(root)}/{name}"
+
+
+def version_dir(root: str, name: str, version: str) -> str:
+    """Where the files of one version live: its URI is what ``upload`` returns."""
+    return f"{name_dir(root, name)}/{version}"
+
+
+def manifest_path(root: str, name: str, version: str) -> str:
+    """Where the manifest of one version lives (beside it, so the version's
+    directory holds exactly the uploaded tree)."""
+    return f"{name_dir(root, name)}/{version}.json"
+
+
+def tmp_dir(root: str) -> str:
+    """Where remote temporaries are written before being renamed into place."""
+    return f"{control_dir(root)}/tmp"
+
+
+def legacy_record_path(root: str, name: str) -> str:
+    """Where fsblob 0.x kept a tree's commit record (read by nothing now, removed
+    when the name is uploaded again or deleted, and by gc)."""
+    return f"{control_dir(root)}/commits/{name}"
+
+
+def is_reserved(name: str) -> bool:
+    """Whether ``name`` belongs to fsblob itself and is no artifact name."""
+    return name == CONTROL or name.startswith(CONTROL + ".") or name.endswith(PART_SUFFIX)
 
 
 def is_control(root: str, path: str) -> bool:
-    """Whether ``path`` is fsblob's own bookkeeping below ``root``."""
-    return path.rstrip("/") == f"{root.rstrip('/')}/{CONTROL}" or path.startswith(
-        f"{root.rstrip('/')}/{CONTROL}/")
+    """Whether ``path`` is below fsblob's own folder of ``root``."""
+    control = control_dir(root)
+    return path.rstrip("/") == control or path.startswith(control + "/")
 
 
 def name_of(root: str, path: str) -> str | None:
     """The artifact name if ``path`` is a top-level artifact of ``root``, else ``None``."""
     parent, name = posixpath.split(path.rstrip("/"))
-    return name if parent.rstrip("/") == root.rstrip("/") and name != CONTROL else None
+    return name if parent.rstrip("/") == root.rstrip("/") and not is_reserved(name) else None
+
+
+@dataclass(frozen=True)
+class VersionPath:
+    """A path inside a stored version: its name, version and the file below it
+    (``""``: the whole version)."""
+
+    name: str
+    version: str
+    rel: str
+
+
+def parse_version_path(root: str, path: str) -> VersionPath | None:
+    """The version ``path`` lies in, if it is one of fsblob's version paths."""
+    prefix = trees_dir(root) + "/"
+    if not path.startswith(prefix):
+        return None
+    parts = path[len(prefix):].strip("/").split("/", 2)
+    if len(parts) < 2 or not is_version(parts[1]) or is_reserved(parts[0]):
+        return None
+    return VersionPath(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+
+
+# -- local trees -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -205,5 +315,5 @@ def file_md5(path: Path) -> str:
 
 
 def stamp() -> float:
-    """Now, as a record's ``created`` time."""
+    """Now, as a manifest's ``created`` time."""
     return time.time()

@@ -9,6 +9,7 @@ start once per session, from the test suite itself, and stop at its end.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -171,14 +172,22 @@ def webhdfs_case(webhdfs_server: WebHdfsServer) -> Case:
     config = {"hdfs_url": webhdfs_server.url, "hdfs_user": "alice", "root_directory": root}
     return Case("webhdfs", config, HDFSBlobManager, server=webhdfs_server,
                 reads=lambda: sum(1 for _, op, path in webhdfs_server.requests
-                                  if op == "OPEN" and "/.fsblob/commits/" not in path))
+                                  if op == "OPEN" and not _bookkeeping(path)))
+
+
+_MANIFEST = re.compile(r"/\.fsblob/trees/[^/]+/[0-9a-f]{16}-[0-9a-f]{8}\.json$")
+
+
+def _bookkeeping(path: str) -> bool:
+    """Whether a request path reads fsblob's bookkeeping (a manifest), not stored bytes."""
+    return bool(_MANIFEST.search(unquote(path.split("?")[0])))
 
 
 def _object_gets(proxy: FaultProxy, prefix: str) -> int:
-    """GETs of object bytes (not listings, bucket queries or commit records) below ``prefix``."""
+    """GETs of object bytes (not listings, bucket queries or manifests) below ``prefix``."""
     return sum(1 for method, path in proxy.requests
                if method == "GET" and f"/{prefix}/" in unquote(path.split("?")[0])
-               and "/.fsblob/commits/" not in unquote(path))
+               and "list-type" not in path and not _bookkeeping(path))
 
 
 @pytest.fixture(params=BACKENDS)

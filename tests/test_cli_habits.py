@@ -62,21 +62,23 @@ def test_ls_looks_inside_a_tree_at_a_file_and_under_a_prefix(
     _tree(tmp_path)
     run = fsblob(tmp_path, "upload", "run1", "--config", str(project)).stdout.strip()
     report = fsblob(tmp_path, "upload", "report.txt", "--config", str(project)).stdout.strip()
-    root = run.rsplit("/", 1)[0]
+    root = report.rsplit("/", 1)[0]
+    name = f"{root}/run1"  # what the root's listing shows for the tree
 
     everything = fsblob(tmp_path, "ls", "--config", str(project))
-    assert everything.stdout.split() == [report, run], everything.stderr
-    inside = fsblob(tmp_path, "ls", run, "--config", str(project))
-    assert inside.returncode == 0, inside.stderr
-    assert inside.stdout.split() == [f"{run}/a.txt", f"{run}/sub"]
-    relative = fsblob(tmp_path, "ls", "run1/sub", "--config", str(project))
-    assert relative.stdout.split() == [f"{run}/sub/b.txt"], relative.stderr
+    assert everything.stdout.split() == [report, name], everything.stderr
+    for tree in ("run1", name, run):  # by name, by URI, by what upload() returned
+        inside = fsblob(tmp_path, "ls", tree, "--config", str(project))
+        assert inside.returncode == 0, inside.stderr
+        assert inside.stdout.split() == [f"{run}/a.txt", f"{run}/sub"]
+    deeper = fsblob(tmp_path, "ls", f"{run}/sub", "--config", str(project))
+    assert deeper.stdout.split() == [f"{run}/sub/b.txt"], deeper.stderr
     one = fsblob(tmp_path, "ls", f"{run}/a.txt", "--config", str(project))
     assert one.stdout.split() == [f"{run}/a.txt"]
     prefix = fsblob(tmp_path, "ls", "r", "--config", str(project))
-    assert prefix.stdout.split() == [report, run]
+    assert prefix.stdout.split() == [report, name]
     assert fsblob(tmp_path, "ls", "rep", "--config", str(project)).stdout.split() == [report]
-    assert fsblob(tmp_path, "ls", root, "--config", str(project)).stdout.split() == [report, run]
+    assert fsblob(tmp_path, "ls", root, "--config", str(project)).stdout.split() == [report, name]
     nothing = fsblob(tmp_path, "ls", "zzz", "--config", str(project))
     assert nothing.returncode == 1 and nothing.stdout == ""
     assert "nothing stored at or under zzz" in nothing.stderr

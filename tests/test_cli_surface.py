@@ -129,7 +129,9 @@ def test_upload_of_a_directory_holding_the_store_is_refused(tmp_path: Path) -> N
     out = fsblob_cmd(tmp_path, "upload", ".")
     assert out.returncode == 1 and out.stderr.count("\n") == 1
     assert "contains the store's root" in out.stderr and str(tmp_path / "fsblob-store") in out.stderr
-    assert sorted(p.name for p in (tmp_path / "fsblob-store").iterdir()) == ["data.csv"]
+    store = tmp_path / "fsblob-store"
+    assert sorted(p.name for p in store.iterdir()) == [".fsblob", "data.csv"]
+    assert not list((store / ".fsblob").rglob("*.fsblob-part")), "a temporary was left behind"
     elsewhere = fsblob_cmd(tmp_path / "fsblob-store", "upload", str(tmp_path), "--config",
                            str(_project(tmp_path / "p.yaml", {"root_directory": "nested/store"},
                                         "fsblob.LocalBlobManager")))

@@ -96,7 +96,7 @@ def test_directory_round_trip_and_reupload_drops_removed_files(case: Case, tmp_p
     _file(tree / "pkg" / "deep" / "data.bin", 40_000, seed=3)
     before = _snapshot(tree)
     uri = manager.upload(tree)
-    assert uri.endswith("/project")
+    assert "/.fsblob/trees/project/" in uri  # the version stored
     assert _snapshot(tree) == before, "upload changed the caller's directory"
     got = Path(manager.download(uri, tmp_path / "out"))
     assert got == tmp_path / "out" / "project"
@@ -105,10 +105,12 @@ def test_directory_round_trip_and_reupload_drops_removed_files(case: Case, tmp_p
     (tree / "pkg" / "util.py").unlink()
     _file(tree / "main.py", 150, seed=4)
     manager.upload(tree)
-    got = Path(manager.download(uri, tmp_path / "out"))
+    got = Path(manager.download("project", tmp_path / "out"))  # the name: its latest version
     assert sorted(p.relative_to(got).as_posix() for p in got.rglob("*") if p.is_file()) == [
         "main.py", "pkg/deep/data.bin"]
     assert (got / "main.py").read_bytes() == (tree / "main.py").read_bytes()
+    old = Path(manager.download(uri, tmp_path / "old"))  # the first version, as it was
+    assert {k: v[0] for k, v in _snapshot(old).items()} == {k: v[0] for k, v in before.items()}
     assert _leftovers(tmp_path) == []
 
 
@@ -193,12 +195,14 @@ def test_exists_ls_and_delete(case: Case, tmp_path: Path) -> None:
     a = manager.upload(_file(tmp_path / "a.bin"))
     _file(tmp_path / "tree" / "b.bin")
     t = manager.upload(tmp_path / "tree")
-    assert manager.ls() == sorted([a, t])
-    assert manager.exists(a) and manager.exists("tree") and not manager.exists("c.bin")
-    manager.delete(t)
-    assert manager.ls() == [a] and not manager.exists(t)
+    name = f"{manager.root_url}/tree"
+    assert manager.ls() == sorted([a, name])
+    assert manager.exists(a) and manager.exists("tree") and manager.exists(t)
+    assert not manager.exists("c.bin")
+    manager.delete(name)
+    assert manager.ls() == [a] and not manager.exists(name)
     with pytest.raises(BlobNotFoundError):
-        manager.delete(t)
+        manager.delete(name)
 
 
 def test_pandas_reads_returned_uris(case: Case, tmp_path: Path) -> None:
@@ -218,7 +222,7 @@ def test_a_name_can_switch_between_file_and_tree_both_ways(case: Case, tmp_path:
     _file(tmp_path / "tree" / "thing" / "inner.bin", seed=1)
     _file(tmp_path / "file" / "thing", 10, seed=2)
     uri = manager.upload(tmp_path / "file" / "thing")
-    assert manager.upload(tmp_path / "tree" / "thing") == uri
+    assert "/.fsblob/trees/thing/" in manager.upload(tmp_path / "tree" / "thing")
     got = Path(manager.download(uri, tmp_path / "out1"))
     assert got.is_dir() and sorted(p.name for p in got.iterdir()) == ["inner.bin"]
     assert manager.ls() == [uri], "the name is listed once"

@@ -47,7 +47,8 @@ def test_ftp_round_trip_reupload_and_delete(ftp: tuple[FtpServer, Path], tmp_pat
 
     manager.delete(uri)
     assert manager.ls() == []
-    assert os.listdir(store) == [], "a temporary was left on the server"
+    assert [n for n in os.listdir(store) if n != ".fsblob"] == []
+    assert not list(store.rglob("*.fsblob-part")), "a temporary was left on the server"
     with pytest.raises(BlobNotFoundError):
         manager.download(uri, out)
     assert "ftp-secret-1" not in repr(manager)

@@ -146,7 +146,8 @@ def test_webhdfs_rename_that_does_nothing_is_noticed(webhdfs_case: Case, tmp_pat
     with fsspec.open(uri, "rb", **manager.storage_options) as f:
         assert f.read() == src.read_bytes()
     mine = Path(webhdfs_case.server.root) / webhdfs_case.config["root_directory"].lstrip("/")
-    assert sorted(p.name for p in mine.iterdir()) == ["v.bin"], "a temporary was left behind"
+    assert sorted(p.name for p in mine.iterdir()) == [".fsblob", "v.bin"]
+    assert not list((mine / ".fsblob").rglob("*.fsblob-part")), "a temporary was left behind"
 
 
 @pytest.mark.parametrize("backend", ["s3", "oss", "webhdfs"])

@@ -126,16 +126,17 @@ def test_hostile_names_inside_a_stored_directory_are_refused(s3_case: Case, tmp_
     manager = s3_case.make()
     _file(tmp_path / "tree" / "ok.txt")
     uri = manager.upload(tmp_path / "tree")
-    manager.fs.pipe_file(f"{manager.root_url}/tree/sub/../../../../escape.txt", b"evil")
-    # A recorded tree is read from its record's objects: the planted key is not part of it.
+    manager.fs.pipe_file(f"{uri}/sub/../../../../escape.txt", b"evil")
+    # A version is read by its manifest: the planted key is not part of it.
     got = Path(manager.download(uri, tmp_path / "out"))
     assert sorted(p.name for p in got.rglob("*")) == ["ok.txt"]
-    # Without a record (a tree another tool wrote), the listing is read, and refused.
-    manager.fs.rm_file(f"{manager.root_url}/.fsblob/commits/tree")
+    # A tree another tool wrote has no manifest: its listing is read, and refused.
+    manager.fs.pipe_file(f"{manager.root_url}/foreign/ok.txt", b"ok")
+    manager.fs.pipe_file(f"{manager.root_url}/foreign/sub/../../../../escape.txt", b"evil")
     with pytest.raises(InvalidPathError):
-        manager.download(uri, tmp_path / "out2")
+        manager.download("foreign", tmp_path / "out2")
     assert not list(tmp_path.rglob("escape.txt"))
-    assert not (tmp_path / "out2" / "tree").exists()
+    assert not (tmp_path / "out2" / "foreign").exists()
 
 
 # -- properties: whatever the input, a resolved path is inside the root or refused --

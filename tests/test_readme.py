@@ -154,8 +154,9 @@ def test_cli_in_60_seconds_runs_as_written(scratch: Path) -> None:
     demo = scratch / "demo"
     store = demo.resolve() / "fsblob-store"
     lines = out.stdout.splitlines()
-    assert lines[0] == str(store / "scores.csv") and lines[1] == str(store / "run1")
-    assert str(store / "run1" / "auc.txt") in lines
+    assert lines[0] == str(store / "scores.csv") and lines[1].startswith(str(store))
+    assert lines[2:4] == [str(store / "run1"), str(store / "scores.csv")]  # ls
+    assert lines[4] == f"{lines[1]}/auc.txt"  # ls run1: inside the tree upload returned
     assert (demo / "copies" / "scores.csv").read_text() == "user,score\n"
     assert "deleted scores.csv" in lines
     assert out.stderr.startswith("fsblob: warning: no store configured")

@@ -191,10 +191,12 @@ def test_store_is_never_uploaded_into_itself(tmp_path: Path) -> None:
     for folder in (tmp_path / "work", tmp_path / "work" / "deep", tmp_path / "work" / "deep" / "store"):
         with pytest.raises(InvalidPathError, match="contains the store's root"):
             manager.upload(folder)
-    assert sorted(p.name for p in (tmp_path / "work" / "deep" / "store").iterdir()) == ["a.bin"]
+    store = tmp_path / "work" / "deep" / "store"
+    assert sorted(p.name for p in store.iterdir()) == [".fsblob", "a.bin"]
+    assert not list((store / ".fsblob").rglob("*.fsblob-part")), "a temporary was left behind"
     (tmp_path / "work" / "sibling").mkdir()
     _file(tmp_path / "work" / "sibling" / "b.bin")
-    assert manager.upload(tmp_path / "work" / "sibling").endswith("/store/sibling")
+    assert "/store/.fsblob/trees/sibling/" in manager.upload(tmp_path / "work" / "sibling")
 
 
 # -- pickling -------------------------------------------------------------------------
@@ -251,15 +253,17 @@ def test_signed_url_fetches_without_credentials(s3_case: Case, tmp_path: Path) -
 def test_sign_refuses_what_it_cannot_sign(s3_case: Case, oss_case: Case, tmp_path: Path) -> None:
     manager = s3_case.make()
     _file(tmp_path / "tree" / "a.bin")
-    manager.upload(tmp_path / "tree")
+    version = manager.upload(tmp_path / "tree")
     with pytest.raises(BlobNotFoundError):
         manager.sign("missing.bin")
-    with pytest.raises(InvalidPathError, match="is a directory"):
+    with pytest.raises(InvalidPathError, match="is a tree"):
         manager.sign("tree")
+    with pytest.raises(InvalidPathError, match="is a tree"):
+        manager.sign(version)
     with pytest.raises(PathOutsideRootError):
         manager.sign("s3://other-bucket/x")
     with pytest.raises(InvalidPathError, match="expires"):
-        manager.sign("tree/a.bin", expires=0)
+        manager.sign(f"{version}/a.bin", expires=0)
     for other in (LocalBlobManager({"root_directory": str(tmp_path / "store")}),
                   FsspecBlobManager({"root_directory": "memory://signing"}), oss_case.make()):
         uri = other.upload(tmp_path / "tree" / "a.bin")

@@ -31,8 +31,10 @@ def test_absolute_path_below_the_root_downloads_that_file(case: Case, tmp_path: 
     real = _file(tmp_path / "file1", 3000, seed=1)
     manager.upload(real)
     root_segments = manager._store.root.strip("/").split("/")
-    decoy = _file(tmp_path.joinpath("decoy", *root_segments, "file1"), 3000, seed=2)
-    manager.upload(tmp_path / "decoy" / root_segments[0])  # stored at <root>/<root>/file1
+    decoy = _file(tmp_path / "decoy", 3000, seed=2)
+    nested = "/".join([manager._store.root.rstrip("/"), *root_segments, "file1"])
+    manager.fs.makedirs(nested.rsplit("/", 1)[0], exist_ok=True)
+    manager.fs.pipe_file(nested, decoy.read_bytes())  # another tool's <root>/<root>/file1
     assert manager.exists("/".join([*root_segments, "file1"]))  # relative: the decoy is there
     path = manager.download(_absolute(manager, "file1"), tmp_path / "out")
     assert Path(path).read_bytes() == real.read_bytes() != decoy.read_bytes()

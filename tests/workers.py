@@ -12,8 +12,8 @@ from typing import Any
 class LocalReads:
     """Counts files opened for reading below ``root`` (a Python audit hook).
 
-    Hidden names (fsblob's temporaries, lock files, commit records) are not
-    counted; stored objects (``.fsblob/objects/``) are.
+    Hidden names (fsblob's temporaries, lock files, manifests) are not counted;
+    the files of stored tree versions (``.fsblob/trees/<name>/<version>/``) are.
     """
 
     def __init__(self, root: str | None = None) -> None:
@@ -29,7 +29,8 @@ class LocalReads:
         relative = args[0][len(self.root) + 1:]
         hidden = any(part.startswith(".") for part in relative.split("/"))
         if args[0].startswith(self.root + "/") and "r" in mode and "+" not in mode \
-                and (not hidden or relative.startswith(".fsblob/objects/")):
+                and (not hidden or (relative.startswith(".fsblob/trees/")
+                                    and relative.count("/") >= 4)):
             with self._lock:
                 self.count += 1
 
@@ -105,14 +106,14 @@ def churn(class_path: str, config: dict[str, Any], trees: list[str], seconds: fl
     for tree in trees:
         tags, files = tree_tags(tree)
         expected[next(iter(tags))] = files
-    counts: dict[str, Any] = {"ok": 0, "mixed": 0, "not_found": 0, "errors": []}
+    counts: dict[str, Any] = {"ok": 0, "mixed": 0, "not_found": 0, "errors": [], "uris": []}
     name = os.path.basename(trees[0])
     end = time.monotonic() + seconds
     i = 0
     while time.monotonic() < end:
         try:
             if role == "writer":
-                manager.upload(trees[i % len(trees)])
+                counts["uris"].append(manager.upload(trees[i % len(trees)]))
                 counts["ok"] += 1
             else:
                 got = manager.download(name, out)
@@ -142,3 +143,31 @@ def download_files(class_path: str, config: dict[str, Any], uri: str, out: str) 
             with open(full, "rb") as f:
                 found[os.path.relpath(full, got)] = f.read()
     return found
+
+
+def gc(class_path: str, config: dict[str, Any], older_than: float, keep: int) -> list[str]:
+    """Collect garbage; return what was removed."""
+    from fsblob import BlobManagerFactory
+
+    return BlobManagerFactory.create_blob_manager(class_path, config).gc(older_than, keep)
+
+
+def delete(class_path: str, config: dict[str, Any], uri: str) -> None:
+    """Delete an artifact."""
+    from fsblob import BlobManagerFactory
+
+    BlobManagerFactory.create_blob_manager(class_path, config).delete(uri)
+
+
+def upload_rounds(class_path: str, config: dict[str, Any], path: str, rounds: int,
+                  barrier: Any) -> list[str]:
+    """Upload ``path`` ``rounds`` times, each round starting with the others' (a
+    shared barrier); return the URIs."""
+    from fsblob import BlobManagerFactory
+
+    manager = BlobManagerFactory.create_blob_manager(class_path, config)
+    uris = []
+    for _ in range(rounds):
+        barrier.wait(60)
+        uris.append(manager.upload(path))
+    return uris

@@ -24,7 +24,7 @@ from typing import Any
 from fsblob import retry
 from fsblob.backends import keys, timeouts
 from fsblob.errors import BlobConfigError
-from fsblob.store import Store
+from fsblob.store import Store, Upload
 
 BACKEND = "oss"
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?/?$")
@@ -63,6 +63,8 @@ def store(config: Mapping[str, Any]) -> Store:
         storage_options=options,
         legacy_prefixes={f"{bucket}.{host}": bucket},
         etag=_etag,
+        list_uploads=_list_uploads,
+        abort_upload=_abort_upload,
         prepare=functools.partial(_prepare, bucket=bucket),
     )
 
@@ -88,3 +90,19 @@ def _etag(fs: Any, path: str) -> str:
     """The object's ETag (ossfs's ``info`` leaves it out), from one HEAD request."""
     bucket, key = fs.split_path(path)
     return fs._call_oss("get_object_meta", key, bucket=bucket).etag
+
+
+def _list_uploads(fs: Any, root: str) -> list[Upload]:
+    """The unfinished multipart uploads below ``root``."""
+    import oss2
+
+    bucket_name, prefix = fs.split_path(root)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    bucket = fs._get_bucket(bucket_name)
+    return [Upload(f"{bucket_name}/{u.key}", u.upload_id, float(u.initiation_date))
+            for u in oss2.MultipartUploadIterator(bucket, prefix=prefix)]
+
+
+def _abort_upload(fs: Any, upload: Upload) -> None:
+    bucket_name, key = fs.split_path(upload.path)
+    fs._get_bucket(bucket_name).abort_multipart_upload(key, upload.id)

@@ -39,7 +39,7 @@ from fsspec.asyn import sync
 from fsblob import logs, retry
 from fsblob.backends import keys, s3_upload
 from fsblob.errors import BlobConfigError
-from fsblob.store import Store
+from fsblob.store import Store, Upload
 
 BACKEND = "s3"
 KEYS = ("service_name", "region_name", "api_version", "use_ssl", "verify", "endpoint_url",
@@ -97,6 +97,8 @@ def store(config: Mapping[str, Any]) -> Store:
         get_options={"max_concurrency": 1},  # one streamed GET: fastest, and constant memory
         engine_options={"config_kwargs": engine},
         stat=_stat,
+        list_uploads=_list_uploads,
+        abort_upload=_abort_upload,
         prepare=functools.partial(_prepare, bucket=root.split("/", 1)[0],
                                   ca_bundle=None if isinstance(client.get("verify"), (bool, type(None)))
                                   else client["verify"]),
@@ -167,3 +169,29 @@ def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
         if retry.is_transient(exc) or retry.is_tls_failure(exc):
             raise
         # e.g. 403: this role may not list the bucket; its objects will tell
+
+
+def _list_uploads(fs: Any, root: str) -> list[Upload]:
+    """The unfinished multipart uploads below ``root`` (an abort that failed during
+    an outage leaves one, and S3 bills its parts until it is aborted)."""
+    bucket, prefix, _ = fs.split_path(root)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    found: list[Upload] = []
+    marker: dict[str, str] = {}
+    while True:
+        page = sync(fs.loop, fs._call_s3, "list_multipart_uploads", fs.kwargs, Bucket=bucket,
+                    Prefix=prefix, **marker)
+        for item in page.get("Uploads", []):
+            started = item.get("Initiated")
+            found.append(Upload(f"{bucket}/{item['Key']}", item["UploadId"],
+                                started.timestamp() if hasattr(started, "timestamp") else 0.0))
+        if not page.get("IsTruncated"):
+            return found
+        marker = {"KeyMarker": page.get("NextKeyMarker", ""),
+                  "UploadIdMarker": page.get("NextUploadIdMarker", "")}
+
+
+def _abort_upload(fs: Any, upload: Upload) -> None:
+    bucket, key, _ = fs.split_path(upload.path)
+    sync(fs.loop, fs._call_s3, "abort_multipart_upload", fs.kwargs, Bucket=bucket, Key=key,
+         UploadId=upload.id)

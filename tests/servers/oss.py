@@ -54,6 +54,12 @@ def _split(path: str) -> tuple[str, str, str, dict[str, str]]:
 def _to_oss_xml(body: bytes) -> bytes:
     """Drop the S3 namespace and add the fields oss2 requires in listings."""
     body = S3_NAMESPACE.sub(b"", body)
+    if b"<ListMultipartUploadsResult" in body:  # moto leaves out the markers oss2 reads
+        root = ET.fromstring(body)
+        for tag in ("NextKeyMarker", "NextUploadIdMarker"):
+            if root.find(tag) is None:
+                ET.SubElement(root, tag).text = ""
+        return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
     if b"<ListBucketResult" not in body and b"<ListAllMyBucketsResult" not in body:
         return body
     root = ET.fromstring(body)

@@ -349,6 +349,10 @@ class Progress(Callback):
         self._attempt = 0  # bytes counted by the current attempt
         self._shown = 0  # the most ever shown: the display never goes back
         self._first: tuple[float, int] | None = None  # (time, bytes) of the first bytes
+        #: Many files (fsspec's get/put hands each file a branched callback): the count
+        #: is of files, and the bytes come from the children.
+        self._files = False
+        self._bytes = 0
         self._drawn_at: float | None = None
         self._width = 0
 
@@ -364,6 +368,14 @@ class Progress(Callback):
     def relative_update(self, inc: Any = 1) -> None:
         self._moved(int(inc))
 
+    def branched(self, path_1: Any, path_2: Any, **kwargs: Any) -> Callback:
+        """The callback of one file of a many-file transfer: from now on this
+        display counts files, and the children's bytes give the bytes and rate."""
+        with self._lock:
+            if not self._files:
+                self._files, self._first = True, None
+        return _FileBytes(self)
+
     def _moved(self, inc: int) -> None:
         with self._lock:
             now = self._clock()
@@ -372,25 +384,42 @@ class Progress(Callback):
             if seen > self._shown:
                 self._shown = seen
                 self.last_activity = now
-                if self._first is None:
+                if self._first is None and not self._files:
                     self._first = (now, self._shown)
+            self._draw(now)
+
+    def _child_bytes(self, inc: int) -> None:
+        """Bytes of one file of a many-file transfer."""
+        with self._lock:
+            if inc <= 0:
+                return
+            now = self._clock()
+            self._bytes += inc
+            self.last_activity = now
+            if self._first is None:
+                self._first = (now, self._bytes)
             self._draw(now)
 
     def _line(self, now: float) -> str:
         parts = [self._label]
-        if self._size:
+        moved = self._bytes if self._files else self._shown
+        if self._files:
+            parts.append(f"{self._shown}/{self._size} files" if self._size
+                         else f"{self._shown} files")
+            parts.append(_fmt_bytes(moved))
+        elif self._size:
             parts.append(f"{100 * self._shown // self._size:3d}%")
             parts.append(f"{_fmt_bytes(self._shown)} / {_fmt_bytes(self._size)}")
         else:
             parts.append(_fmt_bytes(self._shown))
         if self._first is not None and now - self._first[0] >= self.MEASURE:
-            rate = (self._shown - self._first[1]) / (now - self._first[0])
+            rate = (moved - self._first[1]) / (now - self._first[0])
             if rate > 0:
                 parts.append(f"{_fmt_bytes(rate)}/s")
-                if self._size and self._shown < self._size:
+                if self._size and self._shown < self._size and not self._files:
                     parts.append(f"ETA {_fmt_time((self._size - self._shown) / rate)}")
         if self._size and self._shown >= self._size:
-            parts.append("(all bytes moved; finishing)")
+            parts.append("(all moved; finishing)")
         return " ".join(parts)
 
     def _draw(self, now: float) -> None:
@@ -431,6 +460,25 @@ class Progress(Callback):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _FileBytes(Callback):
+    """A branched callback: one file's bytes, added to its :class:`Progress`."""
+
+    def __init__(self, parent: Progress) -> None:
+        super().__init__()
+        self._parent = parent
+
+    def set_size(self, size: Any) -> None:
+        self.size = size
+
+    def relative_update(self, inc: Any = 1) -> None:
+        self.value += int(inc)
+        self._parent._child_bytes(int(inc))
+
+    def absolute_update(self, value: Any) -> None:
+        self._parent._child_bytes(int(value) - self.value)
+        self.value = int(value)
 
 
 class StillWaiting:

@@ -8,6 +8,7 @@ passes (which read the whole file before a byte is sent) would show far more."""
 from __future__ import annotations
 
 import io
+import re
 import threading
 from pathlib import Path
 import pytest
@@ -119,6 +120,48 @@ def test_bar_without_a_size_shows_bytes_and_rate() -> None:
     bar.relative_update(4 * MiB)
     frame = _frames(stream)[-1]
     assert "4.0 MiB" in frame and "%" not in frame and "ETA" not in frame
+
+
+def test_many_files_count_files_and_their_bytes() -> None:
+    bar, stream, clock = _bar(size=None)
+    bar.set_size(5)  # fsspec's get/put: the number of files
+    for n in range(5):
+        clock.now = 1.0 + n
+        with bar.branched(f"r/{n}", f"l/{n}") as child:
+            child.set_size(2 * MiB)
+            child.relative_update(2 * MiB)
+        clock.now += 0.5
+        bar.relative_update(1)
+    frames = _frames(stream)
+    assert frames[-1].startswith("model.bin 5/5 files 10.0 MiB 1.8 MiB/s"), frames
+    assert all("%" not in f and "ETA" not in f and " B /" not in f for f in frames), frames
+
+
+class SteppingClock:
+    """Half a second later at every reading: frames are drawn as a transfer goes."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.5
+        return self.now
+
+
+def test_s3_tree_download_shows_files_not_bytes(s3_case: Case, tmp_path: Path) -> None:
+    manager = s3_case.make()
+    tree = tmp_path / "run"
+    tree.mkdir()
+    for n in range(4):
+        (tree / f"part-{n}.bin").write_bytes(bytes([n]) * MiB)
+    uri = manager.upload(tree)
+    stream = io.StringIO()
+    with Progress("run", stream=stream, enabled=True, clock=SteppingClock()) as bar:
+        manager.download(uri, tmp_path / "out", callback=bar)
+    frames = _frames(stream)
+    assert frames, "nothing drawn"
+    assert any(re.search(r"\b[0-4]/4 files\b", f) for f in frames), frames
+    assert not any(" B / " in f or "%" in f for f in frames), frames
 
 
 def test_bar_is_off_when_not_enabled() -> None:

@@ -47,6 +47,9 @@ T = TypeVar("T")
 #: Keys every backend accepts, read by the engine itself.
 ENGINE_KEYS = keys.ENGINE_KEYS
 
+#: The longest life of a signed URL, in seconds, by protocol (SigV4 and GCS V4: 7 days).
+SIGN_LIMITS = {"s3": 7 * 86400, "s3a": 7 * 86400, "gs": 7 * 86400, "gcs": 7 * 86400}
+
 #: Which extra installs the client library of a protocol.
 _EXTRAS = {"s3": "s3", "s3a": "s3", "oss": "oss", "hdfs": "hdfs", "arrow_hdfs": "hdfs"}
 
@@ -89,6 +92,9 @@ class FsspecBlobManager(BlobManager):
             config.pop("backend", None)
         self._name = name
         self._store = get_backend(name)(config)
+        self._relative_root = _relative_local_root(config, self._store.protocol)
+        if self._relative_root is not None:  # resolved once: a pickled manager keeps this root
+            self._config["root_directory"] = self._store.root
         self._secrets = self._store.secrets
         try:  # a missing extra is reported now, not at the first transfer
             fsspec.get_filesystem_class(self._store.protocol)
@@ -96,9 +102,7 @@ class FsspecBlobManager(BlobManager):
             raise self._error(exc, f"open the {self._store.protocol!r} filesystem", 1) from None
         except ValueError:
             raise BlobConfigError(
-                f"{name}: the backend's protocol {self._store.protocol!r} is not a known fsspec "
-                "protocol; register its filesystem with fsspec.register_implementation"
-            ) from None
+                f"{name}: the backend's {uris.unknown_protocol(self._store.protocol)}") from None
         self._retry = RetryPolicy(
             retries=_count(engine, "retries", name, default=4),
             deadline=_seconds(engine, "retry_deadline", name, default=60.0),
@@ -314,11 +318,45 @@ class FsspecBlobManager(BlobManager):
         path = self._resolve(remote_file_path)
         return self._call(f"check {self._store.uri(path)}", lambda: self._trees.exists(path))
 
-    def ls(self) -> list[str]:
-        """The URIs of the artifacts stored directly under the root, sorted."""
+    def ls(self, path: str | None = None) -> list[str]:
+        """The URIs of the artifacts stored directly under the root, sorted.
 
-        names = self._call(f"list {self.root_url}", self._trees.names)
-        return [self._store.uri(n) for n in names]
+        With ``path`` (a URI or a path relative to the root), as ``aws s3 ls``
+        takes one: the entries directly inside that directory, or inside the
+        current version of a tree (as the version's URIs); the artifact itself if
+        it is a file; otherwise the entries of its directory whose names begin
+        with its last part (a prefix). fsblob's own files are never listed.
+        """
+        if path is None or path.rstrip("/") == self.root_url.rstrip("/"):
+            names = self._call(f"list {self.root_url}", self._trees.names)
+            return [self._store.uri(n) for n in names]
+        target = self._resolve(path)
+        return self._call(f"list {self._store.uri(target)}", lambda: self._below(target))
+
+    def _below(self, target: str) -> list[str]:
+        """What :meth:`ls` lists for a path: a tree's or directory's entries, a file,
+        or a prefix's."""
+        now = self._trees.current(target)
+        if now.kind == "tree":
+            assert now.manifest is not None
+            vdir = versions.version_dir(self._store.root, now.manifest.name, now.manifest.version)
+            return sorted({self._store.uri(f"{vdir}/{rel.split('/', 1)[0]}")
+                           for rel in now.manifest.files})
+        if now.kind == "file":
+            return [self._store.uri(target)]
+        parent, stem = posixpath.split(target) if now.kind == "none" else (target, "")
+        fs = self._open_fs()
+        fs.invalidate_cache(parent)
+        try:
+            entries = fs.ls(parent, detail=False)
+        except (FileNotFoundError, NotADirectoryError):
+            entries = []
+        found = set()
+        for entry in entries:
+            base = posixpath.basename(str(entry).rstrip("/"))
+            if base and base.startswith(stem) and not versions.is_reserved(base):
+                found.add(self._store.uri(posixpath.join(parent, base)))
+        return sorted(found)
 
     def delete(self, remote_file_path: str) -> None:
         """Delete a stored artifact: a file, or a tree name (in one step: its
@@ -360,6 +398,13 @@ class FsspecBlobManager(BlobManager):
         seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
             raise InvalidPathError(f"expires must be a positive number of seconds, not {expires!r}")
+        limit = SIGN_LIMITS.get(self._store.protocol)
+        if limit is not None and seconds > limit:
+            raise BlobConfigError(
+                f"{self._name}: expires {seconds:g} s is longer than a signed URL of the "
+                f"{self._store.protocol!r} store can live ({limit} s, {limit // 86400} days); "
+                f"give at most {limit // 86400}d"
+            )
         uri = self._store.uri(path)
 
         def signed() -> str:
@@ -385,7 +430,8 @@ class FsspecBlobManager(BlobManager):
     def _resolve(self, uri: str | os.PathLike[str]) -> str:
         """The filesystem path of a URI or relative path, confined to the root and
         outside fsblob's own folder (except the stored versions of trees)."""
-        path = uris.resolve(self._store, _fspath(uri, "remote_file_path"), self._name)
+        path = uris.resolve(self._store, _fspath(uri, "remote_file_path"), self._name,
+                            relative_root=self._relative_root)
         if (versions.is_control(self._store.root, path)
                 and versions.parse_version_path(self._store.root, path) is None):
             raise InvalidPathError(
@@ -456,6 +502,16 @@ def _merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]
             value = _merged(merged[key], value)
         merged[key] = value
     return merged
+
+
+def _relative_local_root(config: Mapping[str, Any], protocol: str) -> str | None:
+    """``root_directory`` when it is a relative local path (resolved against the
+    working directory), else ``None``."""
+    root = config.get("root_directory")
+    if (protocol not in ("file", "local") or not isinstance(root, str) or not root
+            or fsspec.core.split_protocol(root)[0] or os.path.isabs(os.path.expanduser(root))):
+        return None
+    return root
 
 
 def _fspath(value: Any, what: str) -> str:

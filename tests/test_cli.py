@@ -23,7 +23,10 @@ def test_round_trip_on_the_embedded_default_store(tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr
     uri = up.stdout.strip().splitlines()[-1]
     assert uri == str(tmp_path / "fsblob-store" / "model.bin")
-    assert up.stderr == "", "no progress bar or chatter when stderr is not a terminal"
+    assert up.stderr.startswith("fsblob: warning: no store configured"), up.stderr
+    assert up.stderr.count("\n") == 1, "one line: no progress bar when stderr is not a terminal"
+    again = fsblob(tmp_path, "upload", "model.bin")
+    assert again.returncode == 0 and again.stderr == "", "no chatter once the store exists"
 
     down = fsblob(tmp_path, "download", uri, "out")
     assert down.returncode == 0, down.stderr
@@ -31,7 +34,8 @@ def test_round_trip_on_the_embedded_default_store(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "model.bin").read_bytes() == (tmp_path / "model.bin").read_bytes()
 
     assert fsblob(tmp_path, "ls").stdout.split() == [uri]
-    assert fsblob(tmp_path, "rm", uri).returncode == 0
+    removed = fsblob(tmp_path, "rm", uri)
+    assert removed.returncode == 0 and removed.stdout.strip() == f"deleted {uri}"
     assert fsblob(tmp_path, "ls").stdout.split() == []
 
 
@@ -49,6 +53,7 @@ def test_config_file_selects_the_store(tmp_path: Path) -> None:
 
 
 def test_errors_are_one_line_and_exit_non_zero(tmp_path: Path) -> None:
+    (tmp_path / "fsblob-store").mkdir()  # the default store exists: no warning about it
     missing = fsblob(tmp_path, "download", "nothing.bin", "out")
     assert missing.returncode == 1
     assert missing.stderr.startswith("fsblob: error: ") and missing.stderr.count("\n") == 1

@@ -58,6 +58,8 @@ def store(config: Mapping[str, Any]) -> Store:
             "drop the 'protocol' key or the protocol in root_directory"
         )
     protocol = in_url or given or "file"
+    if protocol not in uris.known_protocols():
+        raise BlobConfigError(f"{BACKEND}: root_directory {root!r}: {uris.unknown_protocol(protocol)}")
     try:
         fs_class = fsspec.get_filesystem_class(protocol)
     except (ValueError, ImportError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import re
 from collections.abc import Iterable, Mapping
@@ -55,11 +56,27 @@ def suggestion(key: Any, known: Iterable[str]) -> str:
 
 
 def text(config: Mapping[str, Any], key: str, backend: str) -> str | None:
-    """A string value, or ``None`` when the key is absent or empty."""
+    """A string value, or ``None`` when the key is absent or empty.
+
+    Values that YAML (``yaml.safe_load``, AIFlow's own loader) reads as something
+    else but that have one obvious text form are taken as that text: a number
+    (``bucket_name: 2024``) and a date (``api_version: 2006-03-01`` unquoted is a
+    ``datetime.date``; its ISO text is what was written). A boolean is refused:
+    YAML turns ``yes``, ``no``, ``on`` and ``off`` into ``True``/``False``, so the
+    text that was written cannot be told back.
+    """
     value = config.get(key)
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+    if isinstance(value, bool):
+        raise BlobConfigError(
+            f"{backend}: blob_manager_config key {key!r} must be a string, not the boolean "
+            f"{value}; YAML reads an unquoted yes/no/on/off/true/false as a boolean, so "
+            "quote the value"
+        )
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):  # YAML's reading of 2006-03-01: the text written
+        return value.isoformat()
+    if not isinstance(value, (str, int, float)):
         raise BlobConfigError(
             f"{backend}: blob_manager_config key {key!r} must be a string, "
             f"not {type(value).__name__}"

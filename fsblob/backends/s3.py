@@ -134,8 +134,9 @@ def _stat(fs: Any, path: str) -> dict[str, Any]:
 def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
     """Open fsblob's s3fs instance: the CA bundle must exist, one try per s3fs call
     (fsblob retries), no waiting for "100 Continue", the credentials the client
-    resolved (environment, profile, role) kept out of logs and errors, and the
-    bucket must exist."""
+    resolved (environment, profile, role) kept out of logs and errors (only when
+    no keys are configured: configured keys are used as they are, with no walk of
+    the credential chain), and the bucket must exist."""
     from botocore.handlers import add_expect_header
 
     if ca_bundle is not None and not os.path.isfile(os.path.expanduser(ca_bundle)):
@@ -149,7 +150,10 @@ def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
     # for the "100 Continue" with no timeout at all: a stuck server hung uploads forever.
     for events in (fs.session, client.meta.events):
         events.unregister("before-call.s3", add_expect_header)
-    credentials = sync(fs.loop, fs.session.get_credentials)
+    # Configured keys are used as they are: asking the session for its credentials
+    # would walk the whole AWS chain (profiles, the EC2 metadata address) first.
+    configured = bool(getattr(fs, "key", None) and getattr(fs, "secret", None))
+    credentials = None if configured else sync(fs.loop, fs.session.get_credentials)
     if credentials is not None:
         frozen = sync(fs.loop, credentials.get_frozen_credentials)
         found = [v for v in (frozen.access_key, frozen.secret_key, frozen.token) if v]

@@ -84,11 +84,23 @@ class FileWindow(io.RawIOBase):
         return data
 
     def _report(self) -> None:
-        """Progress follows the position: botocore's hashing passes over plain http
-        each rewind it, and the last pass, the one on the wire, ends at 100%."""
-        if self._pos != self._reported:
-            self._callback.relative_update(min(self._pos, self._length) - self._reported)
-            self._reported = min(self._pos, self._length)
+        """Progress counts the bytes handed to the connection, and never goes back.
+
+        botocore reads the whole body in the event loop's thread to checksum and
+        sign it (over plain http), rewinding it after each pass; nothing is sent
+        then. aiohttp sends the body by reading it in executor threads, where no
+        event loop runs: only those reads are counted, up to the furthest position
+        reached, so a rewind never moves the bar back.
+        """
+        try:
+            asyncio.get_running_loop()
+            return  # a pass of botocore's in the loop's thread: not on the wire
+        except RuntimeError:
+            pass
+        sent = min(self._pos, self._length)
+        if sent > self._reported:
+            self._callback.relative_update(sent - self._reported)
+            self._reported = sent
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))

@@ -138,10 +138,10 @@ def _url(manager: FsspecBlobManager, args: argparse.Namespace) -> int:
 
 
 def _gc(manager: FsspecBlobManager, args: argparse.Namespace) -> int:
-    removed = manager.gc(older_than=args.older_than)
+    removed = manager.gc(older_than=args.older_than, keep=args.keep)
     for uri in removed:
         log.info("removed %s", uri)
-    print(f"removed {len(removed)} unreferenced object(s) and dead temporaries")
+    print(f"removed {len(removed)} superseded version(s), dead temporaries and abandoned uploads")
     return 0
 
 
@@ -168,6 +168,13 @@ class _Parser(argparse.ArgumentParser):
             message = (f"'{typed}' is not an fsblob command; {hint}"
                        f"the commands are: {', '.join(COMMANDS)}")
         super().error(message)
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0, for argparse."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0, e.g. 2")
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -206,10 +213,12 @@ def _parser() -> argparse.ArgumentParser:
                           f"(default: {DEFAULT_EXPIRES}; S3 allows at most 7d)")
     gc = commands.add_parser(
         "gc", parents=[common],
-        help="remove stored objects no version needs and temporaries of dead uploads")
+        help="remove tree versions no name points to, and temporaries of dead uploads")
     gc.add_argument("--older-than", type=_duration, default=_duration("1d"), metavar="DURATION",
-                    help="only what is older than this, so running uploads keep theirs "
-                         "(default: 1d; 0 takes everything unreferenced)")
+                    help="only versions superseded (and temporaries made) longer ago than "
+                         "this, so readers and running uploads keep theirs (default: 1d)")
+    gc.add_argument("--keep", type=_count, default=2, metavar="N",
+                    help="keep the N newest superseded versions of each tree (default: 2)")
     return parser
 
 

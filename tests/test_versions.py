@@ -762,3 +762,27 @@ def test_gc_aborts_abandoned_multipart_uploads_under_the_root(
     removed = manager.gc(older_than=0)
     assert len(removed) == 1 and "multipart upload" in removed[0]
     assert store.list_uploads(fs, store.root) == []
+
+
+def test_gc_command_keeps_the_newest_superseded_versions(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    def fsblob(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "fsblob", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    (tmp_path / "proj").mkdir()
+    made = []
+    for i in range(3):
+        (tmp_path / "proj" / "a.txt").write_text(f"v{i}")
+        made.append(fsblob("upload", "proj").stdout.strip())
+    assert "removed 0" in fsblob("gc", "--older-than", "0", "--keep", "2").stdout
+    assert "removed 1" in fsblob("gc", "--older-than", "0", "--keep", "1").stdout
+    assert not Path(made[0]).exists() and Path(made[1]).exists() and Path(made[2]).exists()
+    assert fsblob("download", "proj", "out").stdout.strip().endswith("out/proj")
+    assert (tmp_path / "out" / "proj" / "a.txt").read_text() == "v2"

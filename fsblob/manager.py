@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from fsblob import chunks, local_copy, paths, uris, versions
+from fsblob import chunks, local_copy, paths, stall, uris, versions
 from fsblob.base import BlobManager
 from fsblob.backends import get_backend, keys
 from fsblob.errors import (
@@ -32,6 +32,7 @@ from fsblob.errors import (
 from fsblob.logs import hide_secrets, known_secrets
 from fsblob.retry import (
     RetryPolicy,
+    find_stall,
     is_integrity_failure,
     is_not_found,
     is_tls_failure,
@@ -62,6 +63,8 @@ class FsspecBlobManager(BlobManager):
       (see :func:`fsblob.register_backend`), followed by that backend's keys;
     * for every backend: ``retries`` (retries after a transient failure, default
       4), ``retry_deadline`` (seconds after which no retry starts, default 60),
+      ``stall_timeout`` (seconds without progress after which a request is cut,
+      default 30; see :mod:`fsblob.stall`),
       ``cache_directory`` (locks, freshness records and default downloads;
       default ``$FSBLOB_CACHE_DIR`` or ``~/.cache/fsblob``); ``multipart_threshold``,
       ``multipart_chunksize``, ``max_concurrency`` (parallel parts and ranges, see
@@ -98,9 +101,15 @@ class FsspecBlobManager(BlobManager):
                 f"{name}: the backend's protocol {self._store.protocol!r} is not a known fsspec "
                 "protocol; register its filesystem with fsspec.register_implementation"
             ) from None
+        stall_timeout = _seconds(engine, "stall_timeout", name, default=stall.STALL_TIMEOUT)
+        if not stall_timeout > 0:
+            raise BlobConfigError(
+                f"{name}: blob_manager_config key 'stall_timeout' must be a number of seconds "
+                f"> 0, such as 30 or 2.5, not {engine['stall_timeout']!r}")
         self._retry = RetryPolicy(
             retries=_count(engine, "retries", name, default=4),
             deadline=_seconds(engine, "retry_deadline", name, default=60.0),
+            limits=stall.Limits(stall=stall_timeout),
         )
         cache = keys.text(engine, "cache_directory", name)
         self._cache_dir = Path(cache).expanduser() if cache else local_copy.default_cache_dir()
@@ -397,6 +406,10 @@ class FsspecBlobManager(BlobManager):
             )
         if is_not_found(exc):
             return BlobNotFoundError(f"{self._name}: cannot {what}: not found ({detail})")
+        stalled = find_stall(exc)
+        if stalled is not None:
+            return BlobTransferError(f"{self._name}: cannot {what}{tries}: "
+                                     f"{describe(stalled, secrets)}")
         if is_integrity_failure(exc):
             return BlobIntegrityError(f"{self._name}: cannot {what}{tries}: the bytes received "
                                       f"do not match the store's checksum ({detail})")

@@ -1,55 +1,71 @@
-"""Every operation on every served backend ends within retry_deadline + one request timeout.
+"""Bounded by progress: stuck servers are cut within stall_timeout, steady ones finish.
 
-The server here accepts connections and never answers (tests/servers/silent.py): a
-stuck proxy or a hung namenode. The request timeouts are shortened for speed (they
-are fsblob's own settings, :data:`fsblob.retry.CONNECT_TIMEOUT`/``READ_TIMEOUT``).
+Real servers on 127.0.0.1: a server that accepts connections and never answers
+(tests/servers/silent.py), and a TCP proxy that trickles one byte a second, goes
+silent half-way, or throttles to a slow but steady rate (tests/servers/trickle.py),
+in front of S3 (moto), OSS (moto behind the OSS translator) and WebHDFS.
+``stall_timeout`` is 2 s here and ``retry_deadline`` 0.5 s, so that a cut attempt
+is not retried and a steady transfer outlasts the deadline several times.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fsblob import (
+    BlobConfigError,
     BlobTransferError,
     HDFSBlobManager,
+    LocalBlobManager,
     OssBlobManager,
     S3BlobManager,
-    retry,
 )
 from fsblob.manager import FsspecBlobManager
+from tests.conftest import OSS_BUCKET, S3_BUCKET
+from tests.servers.moto import MotoServer
+from tests.servers.oss import OssServer
 from tests.servers.silent import SilentServer
+from tests.servers.trickle import TrickleProxy
+from tests.servers.webhdfs import WebHdfsServer
 
-DEADLINE = 1.0
-CONNECT, READ = 1.0, 1.5
-BOUND = DEADLINE + CONNECT + READ
+STALL = 2.0
+DEADLINE = 0.5
+ENGINE = {"stall_timeout": STALL, "retry_deadline": DEADLINE, "retries": 4}
 SLACK = 1.5  # process scheduling on a shared machine, and creating the client
+#: A cut attempt ends within stall_timeout (connections to 127.0.0.1 are made at once).
+BOUND = STALL + SLACK
+#: ... plus, after a failed upload, its cleanup's own budget (min(stall_timeout, 5 s)).
+UPLOAD_BOUND = BOUND + STALL
+BACKENDS = ["s3", "oss", "webhdfs"]
+MiB = 2**20
+
+
+def _manager(backend: str, url: str, root: str = "stuck", **engine: Any) -> FsspecBlobManager:
+    engine = {**ENGINE, **engine}
+    if backend == "s3":
+        return S3BlobManager({"bucket_name": S3_BUCKET if root != "stuck" else "stuck",
+                              "root_directory": root, "endpoint_url": url, **engine,
+                              "access_key_id": "testing", "secret_access_key": "testing"})
+    if backend == "oss":
+        return OssBlobManager({"bucket": OSS_BUCKET if root != "stuck" else "stuck",
+                               "root_directory": root, "endpoint": url, **engine,
+                               "access_key_id": "testing-id", "access_key_secret": "testing-secret"})
+    return HDFSBlobManager({"hdfs_url": url, "root_directory": f"/{root}", **engine})
+
+
+# -- a server that never answers ---------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def silent() -> Iterator[SilentServer]:
     with SilentServer() as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def _short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(retry, "CONNECT_TIMEOUT", CONNECT)
-    monkeypatch.setattr(retry, "READ_TIMEOUT", READ)
-
-
-def _manager(backend: str, url: str) -> FsspecBlobManager:
-    engine = {"retry_deadline": DEADLINE, "retries": 4}
-    if backend == "s3":
-        return S3BlobManager({"bucket_name": "stuck", "endpoint_url": url, **engine,
-                              "access_key_id": "testing", "secret_access_key": "testing"})
-    if backend == "oss":
-        return OssBlobManager({"bucket": "stuck", "endpoint": url, **engine,
-                               "access_key_id": "testing-id", "access_key_secret": "testing-secret"})
-    return HDFSBlobManager({"hdfs_url": url, "root_directory": "/stuck", **engine})
 
 
 def _upload(m: FsspecBlobManager, tmp: Path) -> object:
@@ -68,13 +84,140 @@ OPS: dict[str, Callable[[FsspecBlobManager, Path], object]] = {
 
 
 @pytest.mark.parametrize("op", list(OPS))
-@pytest.mark.parametrize("backend", ["s3", "oss", "webhdfs"])
-def test_a_stuck_server_fails_within_the_bound(backend: str, op: str, silent: SilentServer,
-                                              tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_silent_server_is_cut_within_stall_timeout(backend: str, op: str, silent: SilentServer,
+                                                     tmp_path: Path) -> None:
     manager = _manager(backend, silent.url)
     start = time.monotonic()
     with pytest.raises(BlobTransferError) as info:
         OPS[op](manager, tmp_path)
     elapsed = time.monotonic() - start
-    assert elapsed < BOUND + SLACK, f"{backend} {op} took {elapsed:.1f}s (bound {BOUND}s)"
+    assert elapsed < BOUND, f"{backend} {op} took {elapsed:.1f}s (bound {BOUND}s)"
     assert f"127.0.0.1:{silent.port}" in str(info.value), "the error names no endpoint"
+    assert "(stall_timeout)" in str(info.value), info.value
+
+
+# -- servers that trickle, or stop half-way ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hdfs_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebHdfsServer]:
+    with WebHdfsServer(tmp_path_factory.mktemp("hdfs-bounds")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def proxies(moto_server: MotoServer, oss_server: OssServer,
+            hdfs_upstream: WebHdfsServer) -> Iterator[dict[str, TrickleProxy]]:
+    with TrickleProxy(moto_server.url) as s3, TrickleProxy(oss_server.endpoint) as oss, \
+            TrickleProxy(hdfs_upstream.url) as hdfs:
+        hdfs_upstream.advertised = hdfs.url  # datanode redirects go through the proxy too
+        yield {"s3": s3, "oss": oss, "webhdfs": hdfs}
+
+
+@pytest.fixture
+def shaped(proxies: dict[str, TrickleProxy]) -> Iterator[dict[str, TrickleProxy]]:
+    for proxy in proxies.values():
+        proxy.shape("pass")
+    yield proxies
+    for proxy in proxies.values():
+        proxy.shape("pass")
+        proxy.drop()
+
+
+def _root() -> str:
+    return f"b-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.mark.parametrize("mode", ["trickle", "stall"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_stuck_download_is_cut_within_stall_timeout(backend: str, mode: str, tmp_path: Path,
+                                                      shaped: dict[str, TrickleProxy]) -> None:
+    proxy, root = shaped[backend], _root()
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"d" * MiB)
+    _manager(backend, proxy.url, root).upload(src)
+    manager = _manager(backend, proxy.url, root)  # a new client
+    # the bytes of the body: one a second from the start, or none after half of it
+    proxy.shape(mode, "down", after=32 * 1024 if mode == "trickle" else MiB // 2)
+    start = time.monotonic()
+    with pytest.raises(BlobTransferError) as info:
+        manager.download("a.bin", tmp_path / "out")
+    elapsed = time.monotonic() - start
+    print(f"{backend} download, {mode}: cut after {elapsed:.2f}s")
+    assert elapsed < BOUND, f"{backend} download ({mode}) took {elapsed:.1f}s (bound {BOUND}s)"
+    assert "(stall_timeout)" in str(info.value) and f"127.0.0.1:{proxy.port}" in str(info.value)
+    assert not (tmp_path / "out" / "a.bin").exists()
+
+
+@pytest.mark.parametrize("mode", ["trickle", "stall"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_stuck_upload_is_cut_within_stall_timeout(backend: str, mode: str, tmp_path: Path,
+                                                    shaped: dict[str, TrickleProxy]) -> None:
+    proxy = shaped[backend]
+    manager = _manager(backend, proxy.url, _root(), multipart_threshold="64MiB")
+    manager.ls()  # the client is open: what follows is the upload alone
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"u" * 6 * MiB)  # more than the sockets' buffers hold
+    proxy.shape(mode, "up", after=32 * 1024 if mode == "trickle" else 3 * MiB)
+    start = time.monotonic()
+    with pytest.raises(BlobTransferError) as info:
+        manager.upload(src)
+    elapsed = time.monotonic() - start
+    print(f"{backend} upload, {mode}: cut after {elapsed:.2f}s")
+    assert elapsed < UPLOAD_BOUND, f"{backend} upload ({mode}) took {elapsed:.1f}s"
+    assert "(stall_timeout)" in str(info.value) and f"127.0.0.1:{proxy.port}" in str(info.value)
+
+
+# -- a slow but steady server ----------------------------------------------------------------
+
+RATE = 768 * 1024  # bytes/s each way: far above the floor (1 KiB/s), far below loopback
+
+
+@pytest.mark.parametrize("kind", ["file", "tree", "parts"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_slow_but_steady_transfer_completes(backend: str, kind: str, tmp_path: Path,
+                                              shaped: dict[str, TrickleProxy]) -> None:
+    if kind == "parts" and backend == "webhdfs":
+        pytest.skip("WebHDFS uploads are one CREATE; its ranged download is in 'file'")
+    proxy = shaped[backend]
+    settings: dict[str, Any] = {"multipart_threshold": "512KiB", "multipart_chunksize": "512KiB"}
+    if kind == "parts":  # S3 and OSS parts are at least 5 MiB
+        settings = {"multipart_threshold": "5MiB", "multipart_chunksize": "5MiB"}
+    manager = _manager(backend, proxy.url, _root(), **settings)
+    manager.ls()
+    if kind == "tree":
+        src = tmp_path / "tree"
+        for i in range(3):
+            (src / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
+            (src / f"d{i % 2}" / f"f{i}.bin").write_bytes(bytes([65 + i]) * 600_000)
+    else:
+        src = tmp_path / "a.bin"
+        src.write_bytes(bytes(range(256)) * ((11 * MiB if kind == "parts" else 2 * MiB) // 256))
+    proxy.shape("throttle", rate=RATE * (3 if kind == "parts" else 1))
+    start = time.monotonic()
+    uri = manager.upload(src)
+    up = time.monotonic() - start
+    got = Path(manager.download(uri, tmp_path / "out"))
+    down = time.monotonic() - start - up
+    print(f"{backend} {kind}: upload {up:.2f}s, download {down:.2f}s")
+    assert min(up, down) > 3 * DEADLINE, "not slow enough to outlast the retry deadline"
+    if kind == "tree":
+        assert {p.relative_to(got): p.read_bytes() for p in got.rglob("*") if p.is_file()} == {
+            p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    else:
+        assert got.read_bytes() == src.read_bytes()
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, -1, "soon", True])
+def test_stall_timeout_must_be_positive_seconds(value: object, tmp_path: Path) -> None:
+    with pytest.raises(BlobConfigError, match="stall_timeout"):
+        LocalBlobManager({"root_directory": str(tmp_path), "stall_timeout": value})
+
+
+def test_stall_timeout_is_taken_by_every_backend(tmp_path: Path) -> None:
+    LocalBlobManager({"root_directory": str(tmp_path), "stall_timeout": "2.5"})
+    _manager("webhdfs", "http://127.0.0.1:9", stall_timeout=2.5)

@@ -24,7 +24,7 @@ from urllib.parse import quote, urlsplit
 
 from fsspec.callbacks import Callback
 
-from fsblob import paths, retry
+from fsblob import paths, stall
 from fsblob.backends import keys, timeouts
 from fsblob.errors import BlobConfigError
 from fsblob.store import Store
@@ -102,14 +102,16 @@ def store(config: Mapping[str, Any]) -> Store:
 
 
 def _webhdfs_prepare(fs: Any) -> None:
-    """Give every request of fsblob's WebHDFS filesystem a timeout: fsspec's
-    ``_call`` (``ls``, ``info``, ``mkdir``, ``rm``, ``mv``) sends them without one."""
+    """Cut every request of fsblob's WebHDFS filesystem when it stops making progress
+    (:mod:`fsblob.backends.timeouts`): fsspec's ``_call`` (``ls``, ``info``,
+    ``mkdir``, ``rm``, ``mv``) sends them without a timeout."""
     timeouts.mount(fs.session)
 
 
 def _timeout() -> tuple[float, float]:
     """Seconds to connect, and seconds without a byte moving, per WebHDFS request."""
-    return (retry.CONNECT_TIMEOUT, retry.READ_TIMEOUT)
+    given = stall.limits()
+    return (given.connect, given.stall)
 
 
 def _webhdfs_get_file(fs: Any, rpath: str, lpath: str, callback: Callback) -> None:

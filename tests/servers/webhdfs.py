@@ -149,6 +149,8 @@ class WebHdfsServer:
             self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.root), True)
         self.port: int = port
         self.redirect = redirect
+        self.advertised: str | None = None
+        """The address datanode redirects name (a proxy in front); default :attr:`url`."""
         self.requests: list[tuple[str, str, str]] = []
         """(HTTP method, op, HDFS path) per request; datanode legs use op "DN:<OP>"."""
         self.request_params: list[dict[str, str]] = []
@@ -529,7 +531,7 @@ class _Handler(BaseHTTPRequestHandler):
         srv = self.server.owner
         params = {**q, "namenoderpcaddress": f"{srv.host}:{srv.port}"}
         params.pop("noredirect", None)
-        location = f"{srv.url}{DN_PREFIX}{quote(hpath)}?{urlencode(params)}"
+        location = f"{srv.advertised or srv.url}{DN_PREFIX}{quote(hpath)}?{urlencode(params)}"
         if _flag(q, "noredirect"):
             self._send(200, {"Location": location})
         else:

@@ -27,7 +27,7 @@ from fsblob import (
     S3BlobManager,
 )
 from fsblob.manager import FsspecBlobManager
-from tests.conftest import OSS_BUCKET, S3_BUCKET
+from tests.conftest import OSS_BUCKET, S3_BUCKET, Case
 from tests.servers.moto import MotoServer
 from tests.servers.oss import OssServer
 from tests.servers.silent import SilentServer
@@ -207,6 +207,44 @@ def test_a_slow_but_steady_transfer_completes(backend: str, kind: str, tmp_path:
             p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()}
     else:
         assert got.read_bytes() == src.read_bytes()
+
+
+# -- a gateway that ignores renameoptions=OVERWRITE (HttpFS) -----------------------------------
+
+
+@pytest.fixture
+def httpfs(webhdfs_case: Case) -> Iterator[Case]:
+    server = webhdfs_case.server
+    server.ignore_overwrite = True
+    yield webhdfs_case
+    server.ignore_overwrite = server.refuse_renames = False
+
+
+def test_a_rename_answered_false_still_replaces_the_file(httpfs: Case, tmp_path: Path) -> None:
+    manager = httpfs.make()
+    src = tmp_path / "model.bin"
+    src.write_bytes(b"old version")
+    manager.upload(src)
+    src.write_bytes(b"new version, longer")
+    manager.upload(src)
+    assert Path(manager.download("model.bin", tmp_path / "out")).read_bytes() == src.read_bytes()
+    assert [uri.rsplit("/", 1)[-1] for uri in manager.ls()] == ["model.bin"]  # no leftovers
+    local = httpfs.server.local(f"{httpfs.config['root_directory']}")
+    assert sorted(p.name for p in local.iterdir()) == ["model.bin"]
+
+
+def test_a_rename_refused_outright_raises_and_keeps_the_old_file(httpfs: Case,
+                                                                 tmp_path: Path) -> None:
+    manager = httpfs.make(retries=0)
+    src = tmp_path / "model.bin"
+    src.write_bytes(b"old version")
+    manager.upload(src)
+    httpfs.server.refuse_renames = True
+    src.write_bytes(b"new version")
+    with pytest.raises(BlobTransferError, match="boolean"):
+        manager.upload(src)
+    httpfs.server.refuse_renames = False
+    assert Path(manager.download("model.bin", tmp_path / "out")).read_bytes() == b"old version"
 
 
 # -- settings ------------------------------------------------------------------------------------

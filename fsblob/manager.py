@@ -47,6 +47,9 @@ T = TypeVar("T")
 #: Keys every backend accepts, read by the engine itself.
 ENGINE_KEYS = keys.ENGINE_KEYS
 
+#: Expiry of signed URLs each store honours, in whole seconds (low, high; None: no maximum).
+_SIGN_RANGE: dict[str, tuple[int, int | None]] = {"s3": (1, 604800), "s3a": (1, 604800)}
+
 #: Which extra installs the client library of a protocol.
 _EXTRAS = {"s3": "s3", "s3a": "s3", "oss": "oss", "hdfs": "hdfs", "arrow_hdfs": "hdfs"}
 
@@ -335,7 +338,7 @@ class FsspecBlobManager(BlobManager):
 
     def sign(self, remote_file_path: str, expires: float | timedelta = 3600) -> str:
         """A URL that fetches a stored file with a plain HTTP GET, no credentials
-        needed, for ``expires`` (seconds or a ``timedelta``; S3 allows 7 days).
+        needed, for ``expires`` (seconds or a ``timedelta``; S3 honours 1 s to 7 days).
 
         Made by the filesystem's ``sign`` (S3; GCS and others through
         :class:`FsspecBlobManager`), with this manager's credentials.
@@ -344,11 +347,19 @@ class FsspecBlobManager(BlobManager):
             InvalidPathError: the path is malformed, outside the root, or a directory.
             BlobNotFoundError: no such artifact.
             BlobConfigError: this store cannot make signed URLs.
+            InvalidPathError: ``expires`` is outside what the store honours
+                (S3: 1 to 604800 seconds), naming the range.
         """
         path = self._resolve(remote_file_path)
         seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
             raise InvalidPathError(f"expires must be a positive number of seconds, not {expires!r}")
+        low, high = _SIGN_RANGE.get(self._store.protocol, (1, None))
+        if not low <= seconds <= (high or seconds) or seconds != seconds:
+            allowed = f"{low} s to {high} s ({high // 86400} days)" if high else f"at least {low} s"
+            raise InvalidPathError(
+                f"{self._name}: expires={expires!r} is outside what the {self._store.protocol!r} "
+                f"store honours in a signed URL: {allowed}; give a number of seconds in that range")
         uri = self._store.uri(path)
 
         def signed() -> str:

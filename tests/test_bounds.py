@@ -22,6 +22,7 @@ from fsblob import (
     BlobConfigError,
     BlobTransferError,
     HDFSBlobManager,
+    InvalidPathError,
     LocalBlobManager,
     OssBlobManager,
     S3BlobManager,
@@ -259,3 +260,16 @@ def test_stall_timeout_must_be_positive_seconds(value: object, tmp_path: Path) -
 def test_stall_timeout_is_taken_by_every_backend(tmp_path: Path) -> None:
     LocalBlobManager({"root_directory": str(tmp_path), "stall_timeout": "2.5"})
     _manager("webhdfs", "http://127.0.0.1:9", stall_timeout=2.5)
+
+
+@pytest.mark.parametrize("expires", [30 * 86400, 604801, 0.5])
+def test_sign_refuses_an_expiry_s3_cannot_honour(s3_case: Case, tmp_path: Path,
+                                                 expires: float) -> None:
+    manager = s3_case.make()
+    src = tmp_path / "a.txt"
+    src.write_bytes(b"signed")
+    manager.upload(src)
+    with pytest.raises(InvalidPathError, match="1 s to 604800 s"):
+        manager.sign("a.txt", expires)
+    for honoured in (1, 604800):  # the ends of the range are signed
+        assert manager.sign("a.txt", honoured).startswith(s3_case.config["endpoint_url"])

@@ -318,7 +318,7 @@ def download(fs: Any, protocol: str, rpath: str, lpath: str, size: int,
     callback.set_size(size)
     ranges = plan(size, settings.part_size(size))
     if protocol in ("s3", "s3a"):
-        from fsblob.backends.timeouts import run  # cut when its bytes stop moving
+        from fsblob.backends.watch import run  # cut when its bytes stop moving
 
         return run(fs, _s3_download, fs, rpath, lpath, size, ranges, settings, callback)
     if protocol == "oss" and hasattr(fs, "_get_bucket"):

@@ -355,7 +355,7 @@ class FsspecBlobManager(BlobManager):
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
             raise InvalidPathError(f"expires must be a positive number of seconds, not {expires!r}")
         low, high = _SIGN_RANGE.get(self._store.protocol, (1, None))
-        if not low <= seconds <= (high or seconds) or seconds != seconds:
+        if not low <= seconds <= (high or seconds):
             allowed = f"{low} s to {high} s ({high // 86400} days)" if high else f"at least {low} s"
             raise InvalidPathError(
                 f"{self._name}: expires={expires!r} is outside what the {self._store.protocol!r} "

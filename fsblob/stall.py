@@ -64,8 +64,8 @@ class TransferStalled(Exception):
     transient = True
 
 
-_LIMITS: contextvars.ContextVar[Limits] = contextvars.ContextVar("fsblob_limits",
-                                                                 default=Limits())
+_LIMITS: contextvars.ContextVar[Limits] = contextvars.ContextVar(
+    "fsblob_limits", default=Limits())  # noqa: B039 (Limits is frozen)
 
 
 def limits() -> Limits:

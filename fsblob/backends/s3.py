@@ -25,7 +25,7 @@ connect timeout and ``stall_timeout`` (unless ``config`` sets
 ``connect_timeout``/``read_timeout``), no botocore retries (unless ``config`` sets
 ``retries``) and one try per s3fs call: fsblob's retry policy is the only one.
 Its sockets count the bytes they move, and each of its calls is cut once they
-stop moving (:func:`fsblob.backends.timeouts.run`).
+stop moving (:func:`fsblob.backends.watch.run`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any
 from fsspec.asyn import sync
 
 from fsblob import logs, retry, stall
-from fsblob.backends import keys, s3_upload, timeouts
+from fsblob.backends import keys, s3_upload, watch
 from fsblob.errors import BlobConfigError
 from fsblob.store import Store
 
@@ -115,9 +115,9 @@ def _stat(fs: Any, path: str) -> dict[str, Any]:
     if not key:
         return fs.info(path)
     try:
-        head = timeouts.run(fs, fs._call_s3, "head_object", fs.kwargs, Bucket=bucket, Key=key)
+        head = watch.run(fs, fs._call_s3, "head_object", fs.kwargs, Bucket=bucket, Key=key)
     except FileNotFoundError:  # a directory (a prefix), or nothing: one listing tells
-        below = timeouts.run(fs, fs._call_s3, "list_objects_v2", fs.kwargs, Bucket=bucket,
+        below = watch.run(fs, fs._call_s3, "list_objects_v2", fs.kwargs, Bucket=bucket,
                      Prefix=key.rstrip("/") + "/", Delimiter="/", MaxKeys=1)
         if below.get("KeyCount") or below.get("Contents") or below.get("CommonPrefixes"):
             return {"name": f"{bucket}/{key}", "type": "directory", "size": 0}
@@ -133,7 +133,7 @@ def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
     """Open fsblob's s3fs instance: the CA bundle must exist, the attempt's connect
     timeout and ``stall_timeout`` as botocore's (unless ``config`` sets them), sockets
     that count their bytes and calls cut when they stop (see
-    :mod:`fsblob.backends.timeouts`), one try per s3fs call (fsblob retries), no
+    :mod:`fsblob.backends.watch`), one try per s3fs call (fsblob retries), no
     waiting for "100 Continue", the credentials the client resolved (environment,
     profile, role) kept out of logs and errors, and the bucket must exist."""
     from botocore.handlers import add_expect_header
@@ -151,9 +151,9 @@ def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
     config.setdefault("read_timeout", 2 * given.stall)
     meter = stall.Meter()
     config["connector_args"] = {**config.get("connector_args", {}),
-                                "socket_factory": timeouts.socket_factory(meter)}
+                                "socket_factory": watch.socket_factory(meter)}
     fs.config_kwargs = config
-    timeouts.watch_async(fs, meter, timeouts.endpoint_of(fs.endpoint_url) if fs.endpoint_url
+    watch.watch_async(fs, meter, watch.endpoint_of(fs.endpoint_url) if fs.endpoint_url
                          else "AWS S3")
     client = sync(fs.loop, fs.set_session)
     # botocore asks for "Expect: 100-continue" on every upload, and aiohttp then waits
@@ -166,7 +166,7 @@ def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
         found = [v for v in (frozen.access_key, frozen.secret_key, frozen.token) if v]
         logs.hide_secrets(found)  # also percent-encoded: see fsblob.errors.redact
     try:  # a missing bucket is a misconfiguration, not a missing artifact
-        timeouts.run(fs, client.head_bucket, Bucket=bucket)
+        watch.run(fs, client.head_bucket, Bucket=bucket)
     except Exception as exc:
         if retry.is_not_found(exc):
             raise BlobConfigError(

@@ -31,7 +31,7 @@ from typing import Any
 from fsspec.callbacks import Callback
 
 from fsblob import stall
-from fsblob.backends import timeouts
+from fsblob.backends import watch
 from fsblob.chunks import CRC32, RangeMismatch, TransferSettings, s3_checksum_b64
 
 log = logging.getLogger("fsblob")
@@ -106,7 +106,7 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback, *,
              settings: TransferSettings | None = None) -> None:
     """Upload ``lpath`` to ``rpath`` on the s3fs filesystem ``fs``, streamed; in
     parts from ``settings.multipart_threshold`` on (default settings if ``None``)."""
-    timeouts.run(fs, _put_file, fs, lpath, rpath, callback, settings or TransferSettings())
+    watch.run(fs, _put_file, fs, lpath, rpath, callback, settings or TransferSettings())
     fs.invalidate_cache(rpath)
 
 

@@ -1,35 +1,24 @@
-"""Watching the clients' requests for progress (see :mod:`fsblob.stall`).
+"""Watching the ``requests`` sessions of fsblob's filesystems (WebHDFS, OSS) for progress.
 
-``requests`` (WebHDFS, OSS): :func:`mount` puts a :class:`TimeoutAdapter` on the
-session of fsblob's own filesystem instance. Every request gets the attempt's
-connect timeout, and its socket a timeout of ``stall_timeout`` per read and per
-write (a silent server, a peer that stops reading an upload); the socket counts
-the bytes each way, and a read or write that returns after fewer than the floor's
-bytes moved over the last ``stall_timeout`` seconds of the request raises
-:class:`~fsblob.stall.TransferStalled` (a trickling server). It is not an
-``OSError``, so oss2's and ossfs's retry loops let it through to fsblob's.
-
-aiohttp (S3, in fsspec's event loop): :func:`watch_async` gives the s3fs instance
-sockets that count the bytes each way, and runs each of its calls
-(:func:`run`) beside a watcher that cancels the call once that instance's sockets
-moved fewer than the floor's bytes over the last ``stall_timeout`` seconds of it:
-aiohttp has no timeout at all while it writes a request body.
+:func:`mount` puts a :class:`TimeoutAdapter` on the session of fsblob's own
+filesystem instance (see :mod:`fsblob.stall`). Every request gets the attempt's
+connect timeout; its socket counts the bytes each way (received, and those of the
+send queue the peer acknowledged), waits at most :data:`POLL` seconds per read or
+write, and raises :class:`~fsblob.stall.TransferStalled` once fewer than the
+floor's bytes moved over the last ``stall_timeout`` seconds of the request: a
+silent server, a trickling one, a peer that stops reading an upload. It is not
+an ``OSError``, so oss2's and ossfs's retry loops let it through to fsblob's.
+S3 (aiohttp) is watched by :mod:`fsblob.backends.watch`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import inspect
 import io
 import socket
-import struct
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -37,14 +26,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from fsblob import stall
-
-try:  # the send queue's unacknowledged bytes (Linux; elsewhere sent bytes count)
-    import fcntl
-    import termios
-
-    _OUTQ: int | None = termios.TIOCOUTQ
-except (ImportError, AttributeError):  # pragma: no cover
-    _OUTQ = None
+from fsblob.backends.watch import unsent
 
 # -- requests: one meter per request, checked on every socket read and write -----------
 
@@ -146,17 +128,6 @@ class _GuardedSocket:
 POLL = 0.5
 
 
-def unsent(sock: Any) -> int:
-    """Bytes written to a TCP socket that the peer has not yet acknowledged (Linux's
-    ``SIOCOUTQ``); 0 where that cannot be asked."""
-    if _OUTQ is None:
-        return 0
-    try:
-        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0])
-    except (OSError, ValueError):
-        return 0
-
-
 class _GuardedHTTPConnection(HTTPConnection):
     def connect(self) -> None:
         super().connect()
@@ -184,110 +155,3 @@ def mount(session: requests.Session) -> None:
         pool = getattr(session.get_adapter("http://x"), "_pool_maxsize", 10)
         for prefix in ("http://", "https://"):
             session.mount(prefix, TimeoutAdapter(pool_connections=pool, pool_maxsize=pool))
-
-
-# -- aiohttp (s3fs): one meter per filesystem instance, a watcher per call ----------------
-
-
-class _CountingSocket(socket.socket):
-    """A socket that tells a :class:`~fsblob.stall.Meter` of every byte it receives
-    (asyncio's transports call ``recv``/``recv_into``), and of every byte the peer
-    acknowledged of what it sent, when :func:`poll` asks."""
-
-    meter: stall.Meter | None = None
-    sent = delivered = 0
-
-    def send(self, data: Any, flags: int = 0) -> int:
-        n = super().send(data, flags)
-        self.sent += n
-        return n
-
-    def poll(self) -> None:
-        """Count what the peer has taken of what was sent."""
-        if self.meter is not None and self.fileno() >= 0:
-            delivered = self.sent - unsent(self)
-            self.meter.moved(delivered - self.delivered)
-            self.delivered = max(self.delivered, delivered)
-
-    def recv(self, size: int, flags: int = 0) -> bytes:
-        data = super().recv(size, flags)
-        if self.meter is not None:
-            self.meter.moved(len(data))
-        return data
-
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        n = super().recv_into(buffer, nbytes, flags)
-        if self.meter is not None:
-            self.meter.moved(n)
-        return n
-
-
-#: The live sockets of each watched filesystem's meter.
-_SOCKETS: weakref.WeakKeyDictionary[stall.Meter, weakref.WeakSet[_CountingSocket]] = (
-    weakref.WeakKeyDictionary())
-_SOCKETS_LOCK = threading.Lock()
-
-
-def socket_factory(meter: stall.Meter) -> Callable[[tuple[Any, ...]], socket.socket]:
-    """An aiohttp ``socket_factory`` whose sockets count their bytes into ``meter``."""
-
-    def make(addr_info: tuple[Any, ...]) -> socket.socket:
-        family, kind, proto = addr_info[:3]
-        sock = _CountingSocket(family, kind, proto)
-        sock.meter = meter
-        with _SOCKETS_LOCK:
-            _SOCKETS.setdefault(meter, weakref.WeakSet()).add(sock)
-        return sock
-
-    return make
-
-
-def watch_async(fs: Any, meter: stall.Meter, endpoint: str) -> None:
-    """Run every call of the async filesystem ``fs`` (its sync methods) through
-    :func:`run`; ``meter`` counts the bytes of its sockets."""
-    fs._fsblob_meter, fs._fsblob_endpoint = meter, endpoint
-    for name in list(vars(fs)):
-        coroutine = getattr(fs, "_" + name, None)
-        if inspect.iscoroutinefunction(coroutine) and callable(getattr(fs, name)):
-            setattr(fs, name, functools.partial(run, fs, coroutine))
-
-
-def run(fs: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fsspec.asyn.sync(fs.loop, fn, *args, **kwargs)``, cut with
-    :class:`~fsblob.stall.TransferStalled` once the sockets of ``fs`` stop making
-    progress (see :func:`watch_async`; without it, plain ``sync``)."""
-    from fsspec.asyn import sync
-
-    meter: stall.Meter | None = getattr(fs, "_fsblob_meter", None)
-    if meter is None:
-        return sync(fs.loop, fn, *args, **kwargs)
-    return sync(fs.loop, _watched, fn(*args, **kwargs), meter, stall.limits(),
-                getattr(fs, "_fsblob_endpoint", "the store"))
-
-
-async def _watched(coro: Any, meter: stall.Meter, given: stall.Limits, endpoint: str) -> Any:
-    since = time.monotonic()
-    task = asyncio.ensure_future(coro)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=min(0.5, given.stall / 4))
-            if done:
-                return task.result()
-            with _SOCKETS_LOCK:
-                live = list(_SOCKETS.get(meter, ()))
-            for sock in live:
-                sock.poll()
-            if meter.stalled(given, since):
-                moved = meter.recent(given.stall, time.monotonic())
-                task.cancel()  # its own cleanup (an abort) has a budget of its own
-                await asyncio.wait({task}, timeout=given.cleanup.stall + given.connect)
-                raise stall.stalled_error(given, endpoint, moved)
-    finally:
-        if not task.done():
-            task.cancel()
-
-
-def endpoint_of(url: str | None) -> str:
-    """``host:port`` of a URL, for messages."""
-    parts = urlsplit(url or "")
-    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname or url)

@@ -102,6 +102,7 @@ class Meter:
         self._keep = keep
         self._samples: deque[tuple[float, int]] = deque([(self.start, 0)])
         self._lock = threading.Lock()
+        self._checked = self.start
 
     def moved(self, n: int) -> None:
         """Record ``n`` bytes moved now."""
@@ -132,8 +133,10 @@ class Meter:
         ``given.stall`` seconds, counting from ``since`` (default: the meter's start)."""
         self._keep = max(self._keep, 2 * given.stall)
         now = time.monotonic()
-        if now - max(self.start, since or self.start) < given.stall:
+        if now - max(self.start, since or self.start) < given.stall or (
+                now - self._checked < self.GRAIN):  # a check costs a walk of the samples
             return False
+        self._checked = now
         return self.recent(given.stall, now) < given.floor * given.stall
 
 

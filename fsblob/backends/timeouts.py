@@ -103,9 +103,11 @@ class _GuardedSocket:
 
     def _wait(self, op: Callable[[], Any]) -> Any:
         """``op()``, retried while the request is still making progress."""
+        given = getattr(_REQUEST, "limits", None) or stall.limits()
+        poll = min(POLL, given.stall / 4)
         while True:
-            if self._sock.gettimeout() != POLL:
-                self._sock.settimeout(POLL)
+            if self._sock.gettimeout() != poll:
+                self._sock.settimeout(poll)
             try:
                 return op()
             except TimeoutError:

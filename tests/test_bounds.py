@@ -170,6 +170,30 @@ def test_a_stuck_upload_is_cut_within_stall_timeout(backend: str, mode: str, tmp
     assert "(stall_timeout)" in str(info.value) and f"127.0.0.1:{proxy.port}" in str(info.value)
 
 
+@pytest.mark.parametrize("backend", ["s3", "oss"])
+def test_a_stuck_part_ends_the_upload_and_its_abort_is_not_refused(
+        backend: str, tmp_path: Path, shaped: dict[str, TrickleProxy], moto_server: MotoServer) -> None:
+    import boto3
+
+    proxy, root = shaped[backend], _root()
+    manager = _manager(backend, proxy.url, root, multipart_threshold="5MiB",
+                       multipart_chunksize="5MiB")
+    manager.ls()
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"p" * 11 * MiB)  # three parts
+    proxy.shape("stall", "up", after=3 * MiB, one_connection=True)  # one part's connection sticks
+    start = time.monotonic()
+    with pytest.raises(BlobTransferError, match="stall_timeout"):
+        manager.upload(src)
+    elapsed = time.monotonic() - start
+    print(f"{backend} multipart upload, one stuck part: cut after {elapsed:.2f}s")
+    assert elapsed < UPLOAD_BOUND
+    s3 = boto3.client("s3", endpoint_url=moto_server.url, region_name="us-east-1")
+    bucket = S3_BUCKET if backend == "s3" else OSS_BUCKET
+    left = s3.list_multipart_uploads(Bucket=bucket, Prefix=f"{root}/").get("Uploads", [])
+    assert left == [], "the failed upload's parts were left behind"
+
+
 # -- a slow but steady server ----------------------------------------------------------------
 
 RATE = 768 * 1024  # bytes/s each way: far above the floor (1 KiB/s), far below loopback

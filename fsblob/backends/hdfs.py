@@ -184,9 +184,10 @@ def _webhdfs_replace(fs: Any, src: str, dest: str) -> None:
             _webhdfs_rename(fs, aside, target, why="putting the previous version back")
         raise
     try:
-        with _webhdfs_call(fs, "delete", "DELETE", aside, recursive="false"):
-            pass
-    except Exception as exc:  # noqa: BLE001 (replaced; the old bytes are garbage now)
+        with _webhdfs_call(fs, "delete", "DELETE", aside, recursive="false") as response:
+            if _answered_false(response):
+                raise OSError("DELETE answered false")
+    except Exception as exc:  # noqa: BLE001 (replaced; the old bytes are garbage for gc now)
         log.warning("could not remove the previous version %s: %s", aside, type(exc).__name__)
 
 

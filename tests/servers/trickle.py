@@ -54,6 +54,7 @@ class TrickleProxy:
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._mode, self._direction, self._left = "pass", "down", 0
+        self._one, self._paced = False, None  # one_connection, and which one it is
         self._buckets: dict[str, _Bucket] = {}
         self._thread = threading.Thread(target=self._accept, name="trickle-proxy", daemon=True)
 
@@ -62,13 +63,16 @@ class TrickleProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def shape(self, mode: str = "pass", direction: str = "down", *, after: int = 0,
-              rate: float = 0.0) -> None:
+              rate: float = 0.0, one_connection: bool = False) -> None:
         """Pace from now on: ``mode`` is ``"pass"``, ``"trickle"``, ``"stall"`` or
         ``"throttle"`` (``rate`` bytes/s each way); ``direction`` (``"down"``/``"up"``)
-        and ``after`` (bytes first passed at full speed) apply to trickle and stall."""
+        and ``after`` (bytes first passed at full speed) apply to trickle and stall.
+        ``one_connection``: only the connection that used up ``after`` is paced;
+        the others, and new ones, pass (one stuck connection to a healthy server)."""
         assert mode in ("pass", "trickle", "stall", "throttle") and direction in ("down", "up")
         with self._lock:
             self._mode, self._direction, self._left = mode, direction, after
+            self._one, self._paced = one_connection, None
             self._buckets = {d: _Bucket(rate) for d in ("down", "up")} if mode == "throttle" else {}
 
     def __enter__(self) -> TrickleProxy:
@@ -133,9 +137,13 @@ class TrickleProxy:
     def _forward(self, dst: socket.socket, data: bytes, direction: str) -> None:
         with self._lock:
             mode, paced, bucket = self._mode, self._direction == direction, self._buckets.get(direction)
+            if self._one and self._paced is not None and self._paced is not dst:
+                paced = False  # another connection is the stuck one
             free = len(data) if mode in ("pass", "throttle") or not paced else min(self._left, len(data))
             if mode not in ("pass", "throttle") and paced:
                 self._left -= free
+                if free < len(data) and self._paced is None:
+                    self._paced = dst
         if bucket is not None:
             for start in range(0, len(data), 16384):
                 bucket.take(len(data[start:start + 16384]))

@@ -10,6 +10,10 @@ is not retried and a steady transfer outlasts the deadline several times.
 
 from __future__ import annotations
 
+import datetime
+import http.server
+import ssl
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +30,9 @@ from fsblob import (
     LocalBlobManager,
     OssBlobManager,
     S3BlobManager,
+    stall,
 )
+from fsblob.backends import timeouts
 from fsblob.manager import FsspecBlobManager
 from tests.conftest import OSS_BUCKET, S3_BUCKET, Case
 from tests.servers.moto import MotoServer
@@ -315,3 +321,72 @@ def test_sign_refuses_an_expiry_s3_cannot_honour(s3_case: Case, tmp_path: Path,
         manager.sign("a.txt", expires)
     for honoured in (1, 604800):  # the ends of the range are signed
         assert manager.sign("a.txt", honoured).startswith(s3_case.config["endpoint_url"])
+
+
+# -- https: the same metering on TLS sockets ---------------------------------------------------
+
+
+class _Paced(http.server.BaseHTTPRequestHandler):
+    """``/big``: 1 MiB at once; ``/trickle``: headers, then a byte a second."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(MiB))
+        self.end_headers()
+        if self.path == "/big":
+            self.wfile.write(b"b" * MiB)
+            return
+        for _ in range(30):
+            self.wfile.write(b"t")
+            self.wfile.flush()
+            time.sleep(1)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Paced)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                     daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_https_responses_are_metered_like_plain_ones(tls_server: str) -> None:
+    import requests
+
+    session = requests.Session()
+    timeouts.mount(session)
+    with stall.attempt(stall.Limits(stall=STALL)):
+        big = session.get(f"{tls_server}/big", verify=False)  # a self-signed certificate
+        assert len(big.content) == MiB
+        start = time.monotonic()
+        with pytest.raises(stall.TransferStalled, match=r"\(stall_timeout\)"):
+            session.get(f"{tls_server}/trickle", verify=False)
+    assert time.monotonic() - start < BOUND

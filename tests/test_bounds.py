@@ -176,6 +176,22 @@ def test_a_stuck_upload_is_cut_within_stall_timeout(backend: str, mode: str, tmp
     assert "(stall_timeout)" in str(info.value) and f"127.0.0.1:{proxy.port}" in str(info.value)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_stalled_attempt_is_retried_within_the_deadline(backend: str, tmp_path: Path,
+                                                          shaped: dict[str, TrickleProxy]) -> None:
+    proxy, root = shaped[backend], _root()
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"r" * MiB)
+    _manager(backend, proxy.url, root).upload(src)
+    manager = _manager(backend, proxy.url, root, retry_deadline=20)
+    proxy.shape("stall", "down", after=MiB // 2, one_connection=True)  # the first GET sticks
+    start = time.monotonic()
+    got = manager.download("a.bin", tmp_path / "out")
+    elapsed = time.monotonic() - start
+    assert Path(got).read_bytes() == src.read_bytes()
+    assert STALL <= elapsed < BOUND + STALL, f"{backend}: {elapsed:.1f}s"
+
+
 @pytest.mark.parametrize("backend", ["s3", "oss"])
 def test_a_stuck_part_ends_the_upload_and_its_abort_is_not_refused(
         backend: str, tmp_path: Path, shaped: dict[str, TrickleProxy], moto_server: MotoServer) -> None:

@@ -105,6 +105,7 @@ class _GuardedSocket:
         """``op()``, retried while the request is still making progress."""
         given = getattr(_REQUEST, "limits", None) or stall.limits()
         poll = min(POLL, given.stall / 4)
+        started = time.monotonic()
         while True:
             if self._sock.gettimeout() != poll:
                 self._sock.settimeout(poll)
@@ -112,6 +113,9 @@ class _GuardedSocket:
                 return op()
             except TimeoutError:
                 self._moved(0)
+                if getattr(_REQUEST, "meter", None) is None and (
+                        time.monotonic() - started >= given.stall):  # read outside a request
+                    raise stall.stalled_error(given, self._endpoint) from None
 
     def _moved(self, received: int) -> None:
         meter: stall.Meter | None = getattr(_REQUEST, "meter", None)

@@ -109,10 +109,12 @@ def watch_async(fs: Any, meter: stall.Meter, endpoint: str) -> None:
     """Run every call of the async filesystem ``fs`` (its sync methods) through
     :func:`run`; ``meter`` counts the bytes of its sockets."""
     fs._fsblob_meter, fs._fsblob_endpoint = meter, endpoint
-    for name in list(vars(fs)):
-        coroutine = getattr(fs, "_" + name, None)
-        if inspect.iscoroutinefunction(coroutine) and callable(getattr(fs, name)):
-            setattr(fs, name, functools.partial(run, fs, coroutine))
+    for name in dir(fs):  # fsspec's mirrored methods (on the instance) and s3fs's own
+        coroutine = None if name.startswith("_") else getattr(fs, "_" + name, None)
+        if inspect.iscoroutinefunction(coroutine):
+            method = getattr(fs, name)
+            if callable(method) and not inspect.iscoroutinefunction(method):
+                setattr(fs, name, functools.partial(run, fs, coroutine))
 
 
 def run(fs: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -44,7 +44,7 @@ from tests.servers.webhdfs import WebHdfsServer
 STALL = 2.0
 DEADLINE = 0.5
 ENGINE = {"stall_timeout": STALL, "retry_deadline": DEADLINE, "retries": 4}
-SLACK = 1.5  # process scheduling on a shared machine, and creating the client
+SLACK = 2.0  # process scheduling on a shared machine, and creating the client
 #: A cut attempt ends within stall_timeout (connections to 127.0.0.1 are made at once).
 BOUND = STALL + SLACK
 #: ... plus, after a failed upload, its cleanup's own budget (min(stall_timeout, 5 s)).

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import logging
 import os
 import re
@@ -317,9 +318,9 @@ def download(fs: Any, protocol: str, rpath: str, lpath: str, size: int,
     callback.set_size(size)
     ranges = plan(size, settings.part_size(size))
     if protocol in ("s3", "s3a"):
-        from fsspec.asyn import sync
+        from fsblob.backends.watch import run  # cut when its bytes stop moving
 
-        return sync(fs.loop, _s3_download, fs, rpath, lpath, size, ranges, settings, callback)
+        return run(fs, _s3_download, fs, rpath, lpath, size, ranges, settings, callback)
     if protocol == "oss" and hasattr(fs, "_get_bucket"):
         return _oss_download(fs, rpath, lpath, size, ranges, settings, callback)
     if protocol == "webhdfs":
@@ -371,7 +372,8 @@ def _threaded(lpath: str, ranges: list[tuple[int, int]], settings: TransferSetti
             jobs = []
             for start, end in ranges:
                 rng = _Range(sink, start, end)
-                jobs.append((rng, pool.submit(read, rng)))
+                # each in the attempt's context: its limits (fsblob.stall)
+                jobs.append((rng, pool.submit(contextvars.copy_context().run, read, rng)))
             finished, _ = wait([job for _, job in jobs], return_when=FIRST_EXCEPTION)
             failed = [job for job in finished if job.exception() is not None]
             if failed:

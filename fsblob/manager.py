@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from fsblob import chunks, local_copy, paths, uris, versions
+from fsblob import chunks, local_copy, paths, stall, uris, versions
 from fsblob.base import BlobManager
 from fsblob.backends import get_backend, keys
 from fsblob.errors import (
@@ -32,6 +32,7 @@ from fsblob.errors import (
 from fsblob.logs import hide_secrets, known_secrets
 from fsblob.retry import (
     RetryPolicy,
+    find_stall,
     is_integrity_failure,
     is_not_found,
     is_tls_failure,
@@ -47,8 +48,9 @@ T = TypeVar("T")
 #: Keys every backend accepts, read by the engine itself.
 ENGINE_KEYS = keys.ENGINE_KEYS
 
-#: The longest life of a signed URL, in seconds, by protocol (SigV4 and GCS V4: 7 days).
-SIGN_LIMITS = {"s3": 7 * 86400, "s3a": 7 * 86400, "gs": 7 * 86400, "gcs": 7 * 86400}
+#: Expiry of signed URLs each store honours, in whole seconds (low, high): SigV4 and GCS V4
+#: URLs live at most 7 days.
+SIGN_RANGE: dict[str, tuple[int, int]] = {p: (1, 7 * 86400) for p in ("s3", "s3a", "gs", "gcs")}
 
 #: Which extra installs the client library of a protocol.
 _EXTRAS = {"s3": "s3", "s3a": "s3", "oss": "oss", "hdfs": "hdfs", "arrow_hdfs": "hdfs"}
@@ -66,6 +68,8 @@ class FsspecBlobManager(BlobManager):
       (see :func:`fsblob.register_backend`), followed by that backend's keys;
     * for every backend: ``retries`` (retries after a transient failure, default
       4), ``retry_deadline`` (seconds after which no retry starts, default 60),
+      ``stall_timeout`` (seconds without progress after which a request is cut,
+      default 30; see :mod:`fsblob.stall`),
       ``cache_directory`` (locks, freshness records and default downloads;
       default ``$FSBLOB_CACHE_DIR`` or ``~/.cache/fsblob``); ``multipart_threshold``,
       ``multipart_chunksize``, ``max_concurrency`` (parallel parts and ranges, see
@@ -103,9 +107,15 @@ class FsspecBlobManager(BlobManager):
         except ValueError:
             raise BlobConfigError(
                 f"{name}: the backend's {uris.unknown_protocol(self._store.protocol)}") from None
+        stall_timeout = _seconds(engine, "stall_timeout", name, default=stall.STALL_TIMEOUT)
+        if not stall_timeout > 0:
+            raise BlobConfigError(
+                f"{name}: blob_manager_config key 'stall_timeout' must be a number of seconds "
+                f"> 0, such as 30 or 2.5, not {engine['stall_timeout']!r}")
         self._retry = RetryPolicy(
             retries=_count(engine, "retries", name, default=4),
             deadline=_seconds(engine, "retry_deadline", name, default=60.0),
+            limits=stall.Limits(stall=stall_timeout),
         )
         cache = keys.text(engine, "cache_directory", name)
         self._cache_dir = Path(cache).expanduser() if cache else local_copy.default_cache_dir()
@@ -384,7 +394,7 @@ class FsspecBlobManager(BlobManager):
 
     def sign(self, remote_file_path: str, expires: float | timedelta = 3600) -> str:
         """A URL that fetches a stored file with a plain HTTP GET, no credentials
-        needed, for ``expires`` (seconds or a ``timedelta``; S3 allows 7 days).
+        needed, for ``expires`` (seconds or a ``timedelta``; S3 honours 1 s to 7 days).
 
         Made by the filesystem's ``sign`` (S3; GCS and others through
         :class:`FsspecBlobManager`), with this manager's credentials.
@@ -393,18 +403,24 @@ class FsspecBlobManager(BlobManager):
             InvalidPathError: the path is malformed, outside the root, or a directory.
             BlobNotFoundError: no such artifact.
             BlobConfigError: this store cannot make signed URLs.
+            InvalidPathError: ``expires`` is outside what the store honours
+                (S3: 1 to 604800 seconds), naming the range.
         """
         path = self._resolve(remote_file_path)
         seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
             raise InvalidPathError(f"expires must be a positive number of seconds, not {expires!r}")
-        limit = SIGN_LIMITS.get(self._store.protocol)
-        if limit is not None and seconds > limit:
+        low, high = SIGN_RANGE.get(self._store.protocol, (1, 0))
+        if high and seconds > high:
             raise BlobConfigError(
                 f"{self._name}: expires {seconds:g} s is longer than a signed URL of the "
-                f"{self._store.protocol!r} store can live ({limit} s, {limit // 86400} days); "
-                f"give at most {limit // 86400}d"
-            )
+                f"{self._store.protocol!r} store can live ({high} s, {high // 86400} days): "
+                f"it honours {low} s to {high} s; give at most {high // 86400}d")
+        if seconds < low:
+            raise BlobConfigError(
+                f"{self._name}: expires {seconds:g} s is shorter than a signed URL can be: "
+                f"the {self._store.protocol!r} store honours {low} s"
+                f"{f' to {high} s' if high else ' or more'}; give at least {low}")
         uri = self._store.uri(path)
 
         def signed() -> str:
@@ -473,6 +489,10 @@ class FsspecBlobManager(BlobManager):
             )
         if is_not_found(exc):
             return BlobNotFoundError(f"{self._name}: cannot {what}: not found ({detail})")
+        stalled = find_stall(exc)
+        if stalled is not None:
+            return BlobTransferError(f"{self._name}: cannot {what}{tries}: "
+                                     f"{describe(stalled, secrets)}")
         if is_integrity_failure(exc):
             return BlobIntegrityError(f"{self._name}: cannot {what}{tries}: the bytes received "
                                       f"do not match the store's checksum ({detail})")

@@ -3,23 +3,21 @@
 fsblob owns the retries of every backend: it turns the client libraries' own
 retries off where they have them (see the backends), so one policy with one
 budget applies everywhere. Only transient failures are retried: a refused or
-reset connection, a timeout, HTTP 408/429/5xx. "Not found", "access denied",
-bad configuration and TLS failures (a certificate that does not verify, https
-spoken to a plain-http port) fail at once.
+reset connection, a timeout, a request that stopped making progress
+(:class:`~fsblob.stall.TransferStalled`), HTTP 408/429/5xx. "Not found", "access
+denied", bad configuration and TLS failures (a certificate that does not verify,
+https spoken to a plain-http port) fail at once.
 
-The bound. No attempt starts after ``retry_deadline`` seconds, and every request
-gives up after :data:`CONNECT_TIMEOUT` seconds to connect and :data:`READ_TIMEOUT`
-seconds without a byte arriving. So against a server that accepts connections and
-never answers, every operation ends within::
+The bound. An attempt ends when it stops making progress: fewer than
+:attr:`~fsblob.stall.Limits.floor` bytes per second moved for ``stall_timeout``
+seconds, or a connection not made within the connect timeout (see
+:mod:`fsblob.stall`). No *new* attempt starts after ``retry_deadline`` seconds;
+a running attempt that keeps moving bytes is never cut. So an operation against
+a server that is silent, trickles, or stops reading ends within::
 
-    retry_deadline + CONNECT_TIMEOUT + READ_TIMEOUT     (60 + 10 + 30 = 100 s by default)
+    retry_deadline + connect timeout + stall_timeout     (60 + 10 + 30 s by default)
 
-S3: botocore's own retries are off, s3fs's are limited to one try, and botocore's
-timeouts default to these (a ``config`` with ``connect_timeout``/``read_timeout``
-replaces them). OSS and WebHDFS: every request of fsblob's filesystem goes
-through :class:`~fsblob.backends.timeouts.TimeoutAdapter`, which also cuts the
-requests that oss2's and ossfs's own retries make once the operation's end
-(:func:`operation_end`) has passed.
+plus, after a failed upload, one cleanup request's own short budget.
 """
 
 from __future__ import annotations
@@ -27,13 +25,13 @@ from __future__ import annotations
 import errno
 import logging
 import ssl
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import tenacity
+
+from fsblob import stall
 
 log = logging.getLogger("fsblob")
 
@@ -56,9 +54,6 @@ TRANSIENT_TYPES = frozenset(
 )
 #: Client errors saying the bytes did not match the store's checksum.
 INTEGRITY_TYPES = frozenset({"FlexibleChecksumError", "InconsistentError"})
-#: Seconds to connect, and seconds without a byte arriving, for every request.
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 30.0
 # TLS failures that no retry can mend (class names, as above).
 PERMANENT_TLS_TYPES = frozenset(
     {"SSLError", "SSLCertVerificationError", "CertificateError", "ClientSSLError",
@@ -78,12 +73,14 @@ class RetryPolicy:
         backoff: the first wait in seconds; each next one doubles, with jitter,
             up to ``max_backoff``.
         max_backoff: the longest single wait in seconds.
+        limits: when an attempt has stopped making progress (``stall_timeout``).
     """
 
     retries: int = 4
     deadline: float = 60.0
     backoff: float = 0.25
     max_backoff: float = 8.0
+    limits: stall.Limits = field(default_factory=stall.Limits)
 
     def call(
         self,
@@ -106,24 +103,20 @@ class RetryPolicy:
             ),
             reraise=True,
         )
-        end = time.monotonic() + self.deadline + CONNECT_TIMEOUT + READ_TIMEOUT
-        outer = getattr(_OPERATION, "end", None)
-        _OPERATION.end = end if outer is None else min(outer, end)
+
+        def attempt() -> T:
+            with stall.attempt(self.limits):
+                return fn()
+
         try:
-            return retrying(fn)
+            return retrying(attempt)
         except Exception as exc:
             raise fail(exc, retrying.statistics.get("attempt_number", 1)) from None
-        finally:
-            _OPERATION.end = outer
 
 
-_OPERATION = threading.local()
-
-
-def operation_end() -> float | None:
-    """When the operation running in this thread must be over (``time.monotonic()``),
-    or ``None`` outside one: its retry deadline plus one request's timeout."""
-    return getattr(_OPERATION, "end", None)
+def find_stall(exc: BaseException) -> stall.TransferStalled | None:
+    """The :class:`~fsblob.stall.TransferStalled` behind ``exc``, if one is."""
+    return next((link for link in _chain(exc) if isinstance(link, stall.TransferStalled)), None)
 
 
 def is_transient(exc: BaseException) -> bool:

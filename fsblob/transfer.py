@@ -23,7 +23,7 @@ from typing import Any
 import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from fsblob import chunks, local_copy, paths, versions
+from fsblob import chunks, local_copy, paths, stall, versions
 from fsblob.backends import oss_upload, s3_upload
 from fsblob.errors import BlobIntegrityError, PathOutsideRootError
 from fsblob.retry import is_not_found
@@ -355,10 +355,12 @@ class Transfer:
                 f"{_random.token_hex(6)}{local_copy.PART_SUFFIX}")
 
     def _discard(self, path: str) -> None:
-        """Remove a remote temporary if it is still there; never raise."""
+        """Remove a remote temporary if it is still there; never raise. Its requests
+        have a short budget of their own (:func:`fsblob.stall.cleanup`)."""
         try:
-            if self._exists(path):
-                self.fs.rm(path, recursive=True)
+            with stall.cleanup():
+                if self._exists(path):
+                    self.fs.rm(path, recursive=True)
         except Exception as exc:  # the original error matters more than this one
             log.warning("could not remove temporary %s: %s", self.store.uri(path),
                         type(exc).__name__)

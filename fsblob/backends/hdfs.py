@@ -17,17 +17,22 @@ URIs keep the server: ``webhdfs://host:port/<root>/<name>`` or
 
 from __future__ import annotations
 
+import logging
 import os
+import posixpath
+import secrets
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fsspec.callbacks import Callback
 
-from fsblob import paths, retry
+from fsblob import local_copy, paths, stall
 from fsblob.backends import keys, timeouts
 from fsblob.errors import BlobConfigError
 from fsblob.store import Store
+
+log = logging.getLogger("fsblob")
 
 BACKEND = "hdfs"
 CHUNK = 2**20
@@ -102,14 +107,16 @@ def store(config: Mapping[str, Any]) -> Store:
 
 
 def _webhdfs_prepare(fs: Any) -> None:
-    """Give every request of fsblob's WebHDFS filesystem a timeout: fsspec's
-    ``_call`` (``ls``, ``info``, ``mkdir``, ``rm``, ``mv``) sends them without one."""
+    """Cut every request of fsblob's WebHDFS filesystem when it stops making progress
+    (:mod:`fsblob.backends.timeouts`): fsspec's ``_call`` (``ls``, ``info``,
+    ``mkdir``, ``rm``, ``mv``) sends them without a timeout."""
     timeouts.mount(fs.session)
 
 
 def _timeout() -> tuple[float, float]:
     """Seconds to connect, and seconds without a byte moving, per WebHDFS request."""
-    return (retry.CONNECT_TIMEOUT, retry.READ_TIMEOUT)
+    given = stall.limits()
+    return (given.connect, given.stall)
 
 
 def _webhdfs_get_file(fs: Any, rpath: str, lpath: str, callback: Callback) -> None:
@@ -151,12 +158,54 @@ def _webhdfs_put_file(fs: Any, lpath: str, rpath: str, callback: Callback) -> No
 
 
 def _webhdfs_replace(fs: Any, src: str, dest: str) -> None:
-    """Rename ``src`` over ``dest`` in one step: WebHDFS's RENAME with
-    ``renameoptions=OVERWRITE`` (HDFS's rename2), which fails loudly instead of
-    answering ``false``, and never moves into a directory named like ``dest``."""
-    with _webhdfs_call(fs, "put", "RENAME", src, destination=fs._strip_protocol(dest),
-                       renameoptions="OVERWRITE"):
-        pass
+    """Rename ``src`` over ``dest``: WebHDFS's RENAME with ``renameoptions=OVERWRITE``
+    (HDFS's rename2: one step, fails loudly, never moves into a directory named
+    like ``dest``).
+
+    A gateway that ignores ``OVERWRITE`` (HttpFS) answers ``{"boolean": false}``
+    when ``dest`` exists. Then the old file is moved aside, ``src`` renamed in,
+    and the old file removed; if ``src`` cannot be renamed in, the old file is
+    put back and the error raised. (In between, ``dest`` is briefly missing; if
+    the process dies there, the previous version is the hidden ``.part`` file
+    beside it until ``gc`` removes it.) Never a silent success.
+    """
+    target = fs._strip_protocol(dest)
+    with _webhdfs_call(fs, "put", "RENAME", src, destination=target,
+                       renameoptions="OVERWRITE") as response:
+        if not _answered_false(response):
+            return
+    parent, name = posixpath.split(target)
+    aside = f"{parent}/.{local_copy.fitted(name)}.{secrets.token_hex(6)}{local_copy.PART_SUFFIX}"
+    _webhdfs_rename(fs, target, aside, why=f"{src} could not replace it")
+    try:
+        _webhdfs_rename(fs, src, target, why="the previous version was moved aside")
+    except BaseException:
+        with stall.cleanup():
+            _webhdfs_rename(fs, aside, target, why="putting the previous version back")
+        raise
+    try:
+        with _webhdfs_call(fs, "delete", "DELETE", aside, recursive="false") as response:
+            if _answered_false(response):
+                raise OSError("DELETE answered false")
+    except Exception as exc:  # noqa: BLE001 (replaced; the old bytes are garbage for gc now)
+        log.warning("could not remove the previous version %s: %s", aside, type(exc).__name__)
+
+
+def _webhdfs_rename(fs: Any, src: str, dest: str, *, why: str) -> None:
+    """A plain WebHDFS RENAME (``dest`` must not exist) that raises unless it answers true."""
+    with _webhdfs_call(fs, "put", "RENAME", src, destination=dest) as response:
+        if _answered_false(response):
+            raise OSError(f"WebHDFS refused to rename {src} to {dest} ({why}): it answered "
+                          '{"boolean": false}')
+
+
+def _answered_false(response: Any) -> bool:
+    """Whether a WebHDFS answer is ``{"boolean": false}`` (an operation refused
+    without an error status)."""
+    try:
+        return response.json().get("boolean") is False
+    except (ValueError, AttributeError):
+        return False  # rename2 answers without a body
 
 
 def _webhdfs_call(fs: Any, method: str, op: str, rpath: str, *, data: Any = None,

@@ -70,10 +70,12 @@ def store(config: Mapping[str, Any]) -> Store:
 
 
 def _prepare(fs: Any, *, bucket: str) -> None:
-    """Request timeouts on fsblob's ossfs instance (oss2 waits 60 s per request and
-    retries, as ossfs does around it: see :mod:`fsblob.backends.timeouts`), and the
-    bucket must exist."""
+    """fsblob's ossfs instance: every request cut when it stops making progress
+    (oss2 waits 60 s per request: see :mod:`fsblob.backends.timeouts`), one try per
+    ossfs call (ossfs retries each three times; fsblob retries), and the bucket
+    must exist."""
     timeouts.mount(fs._session.session)
+    fs._call_oss = functools.partial(type(fs)._call_oss, fs, retry=1)
     try:
         fs._call_oss("get_bucket_info", bucket=bucket)
     except Exception as exc:

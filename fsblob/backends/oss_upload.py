@@ -13,6 +13,7 @@ failed upload is aborted, so no parts are left behind.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -21,6 +22,7 @@ from typing import Any
 
 from fsspec.callbacks import Callback
 
+from fsblob import stall
 from fsblob.chunks import TransferSettings
 
 log = logging.getLogger("fsblob")
@@ -68,7 +70,8 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
 
     try:
         with ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="fsblob-part") as pool:
-            jobs = [pool.submit(send, n) for n in range(1, -(-size // part_size) + 1)]
+            jobs = [pool.submit(contextvars.copy_context().run, send, n)  # the attempt's limits
+                    for n in range(1, -(-size // part_size) + 1)]
             done, _ = wait(jobs, return_when=FIRST_EXCEPTION)
             errors = [error for job in done if (error := job.exception()) is not None]
             if errors:
@@ -79,7 +82,8 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
         bucket.complete_multipart_upload(key, upload_id, parts)
     except BaseException:
         try:
-            bucket.abort_multipart_upload(key, upload_id)
+            with stall.cleanup():  # a budget of its own, also after a stall
+                bucket.abort_multipart_upload(key, upload_id)
         except Exception as exc:  # noqa: BLE001 (the upload's own error is the one to raise)
             log.warning("could not abort multipart upload of oss://%s/%s: %s", bucket_name, key,
                         type(exc).__name__)

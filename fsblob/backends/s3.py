@@ -20,11 +20,12 @@ key                      meaning                                         s3fs ar
 Keys left out fall back to the usual AWS credential chain (environment, profile);
 the credentials it yields are kept out of logs and errors like configured ones.
 
-fsblob's own filesystem instance gets botocore timeouts of
-:data:`fsblob.retry.CONNECT_TIMEOUT` and :data:`fsblob.retry.READ_TIMEOUT` (unless
-``config`` sets ``connect_timeout``/``read_timeout``), no botocore retries (unless
-``config`` sets ``retries``) and one try per s3fs call: fsblob's retry policy is
-the only one, so ``retry_deadline`` bounds every operation.
+fsblob's own filesystem instance gets botocore timeouts of the attempt's
+connect timeout and ``stall_timeout`` (unless ``config`` sets
+``connect_timeout``/``read_timeout``), no botocore retries (unless ``config`` sets
+``retries``) and one try per s3fs call: fsblob's retry policy is the only one.
+Its sockets count the bytes they move, and each of its calls is cut once they
+stop moving (:func:`fsblob.backends.watch.run`).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from typing import Any
 
 from fsspec.asyn import sync
 
-from fsblob import logs, retry
-from fsblob.backends import keys, s3_upload
+from fsblob import logs, retry, stall
+from fsblob.backends import keys, s3_upload, watch
 from fsblob.errors import BlobConfigError
 from fsblob.store import Store, Upload
 
@@ -86,8 +87,6 @@ def store(config: Mapping[str, Any]) -> Store:
     # fsblob retries: botocore's own retries stay off unless `config` sets them.
     engine: dict[str, Any] = {} if "retries" in given else {
         "retries": {"total_max_attempts": 1, "mode": "standard"}}
-    engine.update({k: v for k, v in (("connect_timeout", retry.CONNECT_TIMEOUT),
-                                     ("read_timeout", retry.READ_TIMEOUT)) if k not in given})
     return Store(
         protocol="s3",
         root=root,
@@ -95,7 +94,8 @@ def store(config: Mapping[str, Any]) -> Store:
         md5_etag=True,
         put_file=s3_upload.put_file,
         get_options={"max_concurrency": 1},  # one streamed GET: fastest, and constant memory
-        engine_options={"config_kwargs": engine},
+        # its own instance: _prepare gives it this manager's timeouts and counting sockets
+        engine_options={"config_kwargs": engine, "skip_instance_cache": True},
         stat=_stat,
         list_uploads=_list_uploads,
         abort_upload=_abort_upload,
@@ -117,9 +117,9 @@ def _stat(fs: Any, path: str) -> dict[str, Any]:
     if not key:
         return fs.info(path)
     try:
-        head = sync(fs.loop, fs._call_s3, "head_object", fs.kwargs, Bucket=bucket, Key=key)
+        head = watch.run(fs, fs._call_s3, "head_object", fs.kwargs, Bucket=bucket, Key=key)
     except FileNotFoundError:  # a directory (a prefix), or nothing: one listing tells
-        below = sync(fs.loop, fs._call_s3, "list_objects_v2", fs.kwargs, Bucket=bucket,
+        below = watch.run(fs, fs._call_s3, "list_objects_v2", fs.kwargs, Bucket=bucket,
                      Prefix=key.rstrip("/") + "/", Delimiter="/", MaxKeys=1)
         if below.get("KeyCount") or below.get("Contents") or below.get("CommonPrefixes"):
             return {"name": f"{bucket}/{key}", "type": "directory", "size": 0}
@@ -132,11 +132,14 @@ def _stat(fs: Any, path: str) -> dict[str, Any]:
 
 
 def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
-    """Open fsblob's s3fs instance: the CA bundle must exist, one try per s3fs call
-    (fsblob retries), no waiting for "100 Continue", the credentials the client
-    resolved (environment, profile, role) kept out of logs and errors (only when
-    no keys are configured: configured keys are used as they are, with no walk of
-    the credential chain), and the bucket must exist."""
+    """Open fsblob's s3fs instance: the CA bundle must exist, the attempt's connect
+    timeout and ``stall_timeout`` as botocore's (unless ``config`` sets them), sockets
+    that count their bytes and calls cut when they stop (see
+    :mod:`fsblob.backends.watch`), one try per s3fs call (fsblob retries), no
+    waiting for "100 Continue", the credentials the client resolved (environment,
+    profile, role) kept out of logs and errors (only when no keys are configured:
+    configured keys are used as they are, with no walk of the credential chain), and
+    the bucket must exist."""
     from botocore.handlers import add_expect_header
 
     if ca_bundle is not None and not os.path.isfile(os.path.expanduser(ca_bundle)):
@@ -145,6 +148,17 @@ def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
             "file; give the path of a PEM bundle, or true to use the system's"
         )
     fs.retries = 1
+    given = stall.limits()
+    config = dict(fs.config_kwargs)
+    config.setdefault("connect_timeout", given.connect)
+    # a backstop: the watcher ends a silent call after stall_timeout, naming the setting
+    config.setdefault("read_timeout", 2 * given.stall)
+    meter = stall.Meter()
+    config["connector_args"] = {**config.get("connector_args", {}),
+                                "socket_factory": watch.socket_factory(meter)}
+    fs.config_kwargs = config
+    watch.watch_async(fs, meter, watch.endpoint_of(fs.endpoint_url) if fs.endpoint_url
+                         else "AWS S3")
     client = sync(fs.loop, fs.set_session)
     # botocore asks for "Expect: 100-continue" on every upload, and aiohttp then waits
     # for the "100 Continue" with no timeout at all: a stuck server hung uploads forever.
@@ -159,7 +173,7 @@ def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
         found = [v for v in (frozen.access_key, frozen.secret_key, frozen.token) if v]
         logs.hide_secrets(found)  # also percent-encoded: see fsblob.errors.redact
     try:  # a missing bucket is a misconfiguration, not a missing artifact
-        sync(fs.loop, client.head_bucket, Bucket=bucket)
+        watch.run(fs, client.head_bucket, Bucket=bucket)
     except Exception as exc:
         if retry.is_not_found(exc):
             raise BlobConfigError(

@@ -28,9 +28,10 @@ import mimetypes
 import os
 from typing import Any
 
-from fsspec.asyn import sync
 from fsspec.callbacks import Callback
 
+from fsblob import stall
+from fsblob.backends import watch
 from fsblob.chunks import CRC32, RangeMismatch, TransferSettings, s3_checksum_b64
 
 log = logging.getLogger("fsblob")
@@ -117,7 +118,7 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback, *,
              settings: TransferSettings | None = None) -> None:
     """Upload ``lpath`` to ``rpath`` on the s3fs filesystem ``fs``, streamed; in
     parts from ``settings.multipart_threshold`` on (default settings if ``None``)."""
-    sync(fs.loop, _put_file, fs, lpath, rpath, callback, settings or TransferSettings())
+    watch.run(fs, _put_file, fs, lpath, rpath, callback, settings or TransferSettings())
     fs.invalidate_cache(rpath)
 
 
@@ -187,8 +188,11 @@ async def _put_multipart(s3: Any, bucket: str, key: str, lpath: str, size: int,
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        try:
-            await s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        try:  # a budget of its own, also after a stall
+            short = stall.limits().cleanup
+            await asyncio.wait_for(
+                s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
+                short.stall + short.connect)
         except Exception as exc:  # the upload's own error is the one to raise
             log.warning("could not abort multipart upload of %s/%s: %s", bucket, key,
                         type(exc).__name__)

@@ -149,6 +149,13 @@ class WebHdfsServer:
             self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.root), True)
         self.port: int = port
         self.redirect = redirect
+        self.ignore_overwrite = False
+        """HttpFS's way: RENAME ignores ``renameoptions=OVERWRITE`` and answers
+        ``{"boolean": false}`` when the destination exists."""
+        self.refuse_renames = False
+        """Answer every RENAME with ``{"boolean": false}`` (a gateway that refuses)."""
+        self.advertised: str | None = None
+        """The address datanode redirects name (a proxy in front); default :attr:`url`."""
         self.requests: list[tuple[str, str, str]] = []
         """(HTTP method, op, HDFS path) per request; datanode legs use op "DN:<OP>"."""
         self.request_params: list[dict[str, str]] = []
@@ -529,7 +536,7 @@ class _Handler(BaseHTTPRequestHandler):
         srv = self.server.owner
         params = {**q, "namenoderpcaddress": f"{srv.host}:{srv.port}"}
         params.pop("noredirect", None)
-        location = f"{srv.url}{DN_PREFIX}{quote(hpath)}?{urlencode(params)}"
+        location = f"{srv.advertised or srv.url}{DN_PREFIX}{quote(hpath)}?{urlencode(params)}"
         if _flag(q, "noredirect"):
             self._send(200, {"Location": location})
         else:
@@ -620,7 +627,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not dst.startswith("/"):
             raise HdfsError("IllegalArgumentException",
                             f'Invalid value for webhdfs parameter "destination": {dst}')
-        if "OVERWRITE" in q.get("renameoptions", "").upper().split(","):
+        if self.server.owner.refuse_renames:
+            self._send(200, {"boolean": False})
+            return
+        if (not self.server.owner.ignore_overwrite
+                and "OVERWRITE" in q.get("renameoptions", "").upper().split(",")):
             self._rename2(hpath, self.server.owner.normalize(dst), user)
             self._send(200)
             return

@@ -78,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, BlobTransferError) and (
                 time.monotonic() - started >= WAIT_NOTICE or " attempts" in str(exc)):
             hint = (f" (gave up after {time.monotonic() - started:.0f} s; --timeout SECONDS, "
-                    "or retry_deadline in the project file, sets how long fsblob retries)")
+                    "or stall_timeout and retry_deadline in the project file, sets how long "
+                    "fsblob waits and retries)")
         print(f"fsblob: error: {_one_line(exc)}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -228,8 +229,9 @@ def _global_options(parser: argparse.ArgumentParser, prefix: str) -> None:
                              f"else ./{DEFAULT_STORE})")
     parser.add_argument("--timeout", metavar="SECONDS", type=_duration, dest=f"{prefix}timeout",
                         default=None,
-                        help="stop retrying after this long, e.g. 30 or 2m (the config key "
-                             "retry_deadline; default 60 s)")
+                        help="give up on a request when nothing moved for this long, and start "
+                             "no retry after it, e.g. 10 or 2m (the config keys stall_timeout "
+                             "and retry_deadline; defaults 30 s and 60 s)")
     parser.add_argument("--plugin", metavar="MODULE", action="append", default=[],
                         dest=f"{prefix}plugin",
                         help="import a module (or a .py file) first, e.g. one that registers an "
@@ -273,8 +275,13 @@ def _load_plugins(modules: Sequence[str]) -> None:
         log.info("plugin %s loaded", name)
 
 
+#: The shortest stall_timeout --timeout sets (a request needs a moment to start moving).
+MIN_STALL = 1.0
+
+
 def _manager(config_path: str | None, timeout: float | None, command: str) -> FsspecBlobManager:
-    engine = {} if timeout is None else {"retry_deadline": timeout}
+    engine = {} if timeout is None else {"retry_deadline": timeout,
+                                         "stall_timeout": max(timeout, MIN_STALL)}
     if config_path is None:
         root = os.path.abspath(DEFAULT_STORE)
         if not os.path.isdir(root):
@@ -527,7 +534,7 @@ class StillWaiting:
             if idle >= WAIT_NOTICE and now - said >= WAIT_REPEAT:
                 said = now
                 bound = (f"--timeout {self.timeout:g}" if self.timeout is not None
-                         else "--timeout SECONDS, or retry_deadline in the project file,")
+                         else "--timeout SECONDS, or stall_timeout in the project file,")
                 if self.progress is not None:
                     self.progress.interrupt()
                 self._stream.write(f"fsblob: still waiting for {self.endpoint}... "

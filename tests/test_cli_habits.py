@@ -208,9 +208,23 @@ def test_timeout_bounds_the_retries_and_the_error_names_it(tmp_path: Path) -> No
         elapsed = time.monotonic() - start
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert elapsed < 12, f"--timeout 2 took {elapsed:.1f} s"
-    assert "--timeout SECONDS, or retry_deadline in the project file" in out.stderr
+    assert "--timeout SECONDS, or stall_timeout and retry_deadline in the project file" in out.stderr
     bad = fsblob(tmp_path, "ls", "--timeout", "soon")
     assert bad.returncode == 2 and "'soon' is not a duration" in bad.stderr
+
+
+def test_timeout_also_ends_a_silent_server_early(tmp_path: Path) -> None:
+    """A server that accepts and never answers is cut after --timeout without progress
+    (stall_timeout), not after the default 30 s."""
+    with SilentServer() as silent:
+        project = _project(tmp_path / "p.yaml", {
+            "bucket_name": "bkt", "endpoint_url": silent.url,
+            "access_key_id": "k", "secret_access_key": "s"}, "fsblob.S3BlobManager")
+        start = time.monotonic()
+        out = fsblob(tmp_path, "ls", "--config", str(project), "--timeout", "2")
+        elapsed = time.monotonic() - start
+    assert out.returncode == 1 and "stall_timeout" in out.stderr, out.stderr
+    assert elapsed < 15, f"--timeout 2 against a silent server took {elapsed:.1f} s"
 
 
 def test_a_stuck_server_gets_a_still_waiting_line(tmp_path: Path) -> None:

@@ -259,6 +259,12 @@ class _Sink:
         with self._lock:  # fsspec callbacks (tqdm) are not thread-safe
             self._callback.relative_update(len(data))
 
+    def unreport(self, count: int) -> None:
+        """Take back progress of bytes that will be read again."""
+        if count:
+            with self._lock:
+                self._callback.relative_update(-count)
+
     def close(self) -> None:
         os.close(self.fd)
 
@@ -291,249 +297,71 @@ def plan(size: int, chunksize: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunksize, size)) for start in range(0, size, chunksize)]
 
 
-# -- the public entry point --------------------------------------------------------------
+# -- the runner -----------------------------------------------------------------------
+
+#: Tries of one range before the download fails (a range fails alone: the others go on).
+RANGE_TRIES = 3
 
 
-def supports_ranges(protocol: str) -> bool:
-    """Whether fsblob downloads from this protocol in parallel ranges."""
-    return protocol not in _NO_RANGES
+class ObjectChanged(RangeMismatch):
+    """The object was replaced while it was being read: the whole download is retried."""
 
 
-def download(fs: Any, protocol: str, rpath: str, lpath: str, size: int,
-             settings: TransferSettings, callback: Callback) -> bool:
-    """Fetch ``size`` bytes of remote ``rpath`` into the existing file ``lpath`` as
-    concurrent ranged reads.
-
-    Returns:
-        ``True`` when the bytes were verified against a full-object checksum the
-        store keeps (so a second pass to hash the file is unneeded), ``False``
-        when the store offered none (every range still had its exact length).
-
-    Raises:
-        RangeMismatch: a range came back short or long, the object changed during
-            the download, or the combined CRC differs from the store's.
-        Exception: the client library's own errors (not found, transport...).
-    """
-    callback.set_size(size)
-    ranges = plan(size, settings.part_size(size))
-    if protocol in ("s3", "s3a"):
-        from fsspec.asyn import sync
-
-        return sync(fs.loop, _s3_download, fs, rpath, lpath, size, ranges, settings, callback)
-    if protocol == "oss" and hasattr(fs, "_get_bucket"):
-        return _oss_download(fs, rpath, lpath, size, ranges, settings, callback)
-    if protocol == "webhdfs":
-        from fsblob.backends.hdfs import _webhdfs_call
-
-        def read_webhdfs(rng: _Range) -> None:
-            with _webhdfs_call(fs, "get", "OPEN", rpath, stream=True, offset=str(rng.start),
-                               length=str(rng.end - rng.start)) as response:
-                for piece in response.iter_content(PIECE):
-                    rng.feed(piece)
-
-        _threaded(lpath, ranges, settings, callback, None, read_webhdfs, rpath)
-        return False
-    # cat_file holds a whole range in memory: ranges of multipart_chunksize, not larger
-    ranges = plan(size, settings.multipart_chunksize)
-    if getattr(fs, "async_impl", False):
-        from fsspec.asyn import sync
-
-        sync(fs.loop, _async_cat_download, fs, rpath, lpath, ranges, settings, callback)
-        return False
-
-    def read_cat(rng: _Range) -> None:
-        rng.feed(fs.cat_file(rpath, start=rng.start, end=rng.end))
-
-    _threaded(lpath, ranges, settings, callback, None, read_cat, rpath)
-    return False
+#: ``read(start, end, feed)``: send the bytes ``start`` to ``end`` (exclusive) of one
+#: version of the object to ``feed``, in pieces; raise :class:`ObjectChanged` if the
+#: version is gone.
+Reader = Callable[[int, int, Callable[[bytes], None]], None]
 
 
-def _check(kind: CrcKind | None, expected: int | None, crcs: list[tuple[int, int]],
-           rpath: str) -> bool:
-    if kind is None or expected is None:
-        return False
-    got = kind.of_ranges(crcs)
-    if got != expected:
-        raise RangeMismatch(f"the bytes received for {rpath} do not match the store's "
-                            f"{kind.name} ({got:#x} != {expected:#x})")
-    log.debug("%s verified by its %s", rpath, kind.name)
-    return True
+def fetch(read: Reader, lpath: str, ranges: list[tuple[int, int]], hasher: Callable[[], Any],
+          settings: TransferSettings, callback: Callback, what: str) -> list[Any]:
+    """Read ``ranges`` with ``read``, ``max_concurrency`` at once, each written at its
+    offset into the existing file ``lpath`` and hashed by its own ``hasher()`` as it
+    streams past; return the hashers, in order. A range that fails with a transient
+    error or comes back short is tried again alone (up to :data:`RANGE_TRIES`)."""
+    from fsblob.retry import is_transient
 
+    sink = _Sink(lpath, callback, None)
+    total = sum(end - start for start, end in ranges)
+    callback.set_size(total)
 
-def _threaded(lpath: str, ranges: list[tuple[int, int]], settings: TransferSettings,
-              callback: Callback, crc: CrcKind | None, read: Callable[[_Range], None],
-              rpath: str) -> list[tuple[int, int]]:
-    """Run ``read`` on every range in a pool of ``max_concurrency`` threads."""
-    sink = _Sink(lpath, callback, crc)
+    def one(start: int, end: int) -> Any:
+        for attempt in range(1, RANGE_TRIES + 1):
+            rng, digest = _Range(sink, start, end), hasher()
+
+            def feed(data: bytes, rng: _Range = rng, digest: Any = digest) -> None:
+                digest.update(data)
+                rng.feed(data)
+
+            try:
+                read(start, end, feed)
+                rng.done(what)
+                return digest
+            except ObjectChanged:
+                raise
+            except Exception as exc:
+                if attempt == RANGE_TRIES or not (is_transient(exc) or isinstance(exc, RangeMismatch)):
+                    raise
+                log.info("%s: bytes %d-%d failed (%s), reading them again", what, start, end - 1,
+                         type(exc).__name__)
+                sink.unreport(rng.received)
+        raise AssertionError("unreachable")
+
     try:
+        if len(ranges) == 1:
+            return [one(*ranges[0])]
         with ThreadPoolExecutor(min(settings.max_concurrency, len(ranges)),
                                 thread_name_prefix="fsblob-range") as pool:
-            jobs = []
-            for start, end in ranges:
-                rng = _Range(sink, start, end)
-                jobs.append((rng, pool.submit(read, rng)))
-            finished, _ = wait([job for _, job in jobs], return_when=FIRST_EXCEPTION)
+            jobs = [pool.submit(one, start, end) for start, end in ranges]
+            finished, _ = wait(jobs, return_when=FIRST_EXCEPTION)
             failed = [job for job in finished if job.exception() is not None]
             if failed:
-                for _, job in jobs:
+                for job in jobs:
                     job.cancel()
                 raise failed[0].exception()  # type: ignore[misc]
-            return [rng.done(rpath) for rng, _ in jobs]
+            return [job.result() for job in jobs]
     finally:
         sink.close()
-
-
-async def _gather_bounded(ranges: list[_Range], settings: TransferSettings,
-                          read: Callable[[_Range], Any]) -> None:
-    """Await ``read`` on every range, ``max_concurrency`` at once; on the first
-    failure cancel the rest and raise it."""
-    slots = asyncio.Semaphore(settings.max_concurrency)
-
-    async def one(rng: _Range) -> None:
-        async with slots:
-            await read(rng)
-
-    tasks = [asyncio.ensure_future(one(rng)) for rng in ranges]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
-async def _async_cat_download(fs: Any, rpath: str, lpath: str, ranges: list[tuple[int, int]],
-                              settings: TransferSettings, callback: Callback) -> None:
-    sink = _Sink(lpath, callback, None)
-    try:
-        todo = [_Range(sink, start, end) for start, end in ranges]
-
-        async def read(rng: _Range) -> None:
-            rng.feed(await fs._cat_file(rpath, start=rng.start, end=rng.end))
-
-        await _gather_bounded(todo, settings, read)
-        for rng in todo:
-            rng.done(rpath)
-    finally:
-        sink.close()
-
-
-# -- S3 -----------------------------------------------------------------------------------
-
-
-def _s3_expected(attributes: Mapping[str, Any], etag: str) -> tuple[CrcKind | None, int | None]:
-    """The full-object CRC an S3 object carries, if it has one fsblob can combine to.
-
-    A single-part object's checksum is of the whole object; a multipart one's
-    only when its ChecksumType is FULL_OBJECT (a COMPOSITE one is a CRC of the
-    parts' CRCs, ``"...-N"``).
-    """
-    checksum = attributes.get("Checksum") or {}
-    kind_name = checksum.get("ChecksumType")
-    multipart = "-" in etag
-    if kind_name == "COMPOSITE" or (multipart and kind_name != "FULL_OBJECT"):
-        return None, None
-    for field, kind in (("ChecksumCRC32", CRC32), ("ChecksumCRC64NVME", None)):
-        value = checksum.get(field)
-        if value and "-" not in value:
-            kind = kind or crc64nvme()
-            return kind, int.from_bytes(base64.b64decode(value), "big")
-    return None, None
-
-
-async def _s3_attributes(s3: Any, bucket: str, key: str, version: str | None) -> dict[str, Any]:
-    """ETag, size and checksum (with its type) of an object: GetObjectAttributes,
-    or a HEAD with ChecksumMode where the store or the policy refuses that."""
-    from botocore.exceptions import ClientError
-
-    extra = {"VersionId": version} if version else {}
-    try:
-        answer = await s3.get_object_attributes(
-            Bucket=bucket, Key=key, ObjectAttributes=["ETag", "Checksum", "ObjectSize"], **extra)
-        return {"ETag": answer.get("ETag", ""), "ContentLength": answer.get("ObjectSize"),
-                "Checksum": answer.get("Checksum") or {}}
-    except ClientError as exc:
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status == 404 and exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NotFound"):
-            raise
-    head = await s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED", **extra)
-    checksum = {k: v for k, v in head.items() if k.startswith("Checksum")}
-    return {"ETag": head.get("ETag", ""), "ContentLength": head.get("ContentLength"),
-            "Checksum": checksum}
-
-
-async def _s3_download(fs: Any, rpath: str, lpath: str, size: int, ranges: list[tuple[int, int]],
-                       settings: TransferSettings, callback: Callback) -> bool:
-    from botocore.exceptions import ClientError
-
-    bucket, key, version = fs.split_path(rpath)
-    await fs.set_session()
-    s3 = await fs.get_s3(bucket)
-    attributes = await _s3_attributes(s3, bucket, key, version)
-    etag = str(attributes["ETag"]).strip('"')
-    if attributes.get("ContentLength") not in (None, size):
-        raise RangeMismatch(f"{rpath} changed during the download: it now holds "
-                            f"{attributes['ContentLength']} bytes, not {size}")
-    kind, expected = _s3_expected(attributes, etag)
-    sink = _Sink(lpath, callback, kind)
-    pin = {"VersionId": version} if version else {"IfMatch": f'"{etag}"'} if etag else {}
-    try:
-        todo = [_Range(sink, start, end) for start, end in ranges]
-
-        async def read(rng: _Range) -> None:
-            try:
-                answer = await s3.get_object(Bucket=bucket, Key=key,
-                                             Range=f"bytes={rng.start}-{rng.end - 1}", **pin)
-            except ClientError as exc:
-                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
-                    raise RangeMismatch(f"{rpath} changed during the download") from None
-                raise
-            body = answer["Body"]
-            try:
-                while piece := await body.read(PIECE):
-                    rng.feed(piece)
-            finally:
-                body.close()
-
-        await _gather_bounded(todo, settings, read)
-        crcs = [rng.done(rpath) for rng in todo]
-    finally:
-        sink.close()
-    return _check(kind, expected, crcs, rpath)
-
-
-# -- OSS ------------------------------------------------------------------------------------
-
-
-def _oss_download(fs: Any, rpath: str, lpath: str, size: int, ranges: list[tuple[int, int]],
-                  settings: TransferSettings, callback: Callback) -> bool:
-    """Ranged oss2 ``get_object`` calls (ossfs's ranged ``cat_file`` returns one
-    byte too many), pinned to one ETag, checked against ``x-oss-hash-crc64ecma``."""
-    bucket_name, key = fs.split_path(rpath)
-    bucket = fs._get_bucket(bucket_name)
-    head = bucket.head_object(key)
-    if head.content_length != size:
-        raise RangeMismatch(f"{rpath} changed during the download: it now holds "
-                            f"{head.content_length} bytes, not {size}")
-    crc_header = head.headers.get("x-oss-hash-crc64ecma")
-    kind = crc64ecma() if crc_header else None
-    etag = head.headers.get("etag") or ""
-
-    def read(rng: _Range) -> None:
-        import oss2
-
-        try:
-            answer = bucket.get_object(key, byte_range=(rng.start, rng.end - 1),
-                                       headers={"If-Match": etag} if etag else None)
-        except oss2.exceptions.PreconditionFailed:
-            raise RangeMismatch(f"{rpath} changed during the download") from None
-        with answer:
-            while piece := answer.read(PIECE):
-                rng.feed(piece)
-
-    crcs = _threaded(lpath, ranges, settings, callback, kind, read, rpath)
-    return _check(kind, int(crc_header) if crc_header else None, crcs, rpath)
 
 
 def s3_checksum_b64(value: int, kind: CrcKind = CRC32) -> str:
@@ -544,12 +372,12 @@ def s3_checksum_b64(value: int, kind: CrcKind = CRC32) -> str:
 __all__ = [
     "CRC32",
     "CrcKind",
+    "ObjectChanged",
     "RangeMismatch",
     "TransferSettings",
     "crc64ecma",
     "crc64nvme",
-    "download",
+    "fetch",
     "plan",
     "s3_checksum_b64",
-    "supports_ranges",
 ]

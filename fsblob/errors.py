@@ -17,6 +17,7 @@ __all__ = [
     "BlobError",
     "BlobIntegrityError",
     "BlobNotFoundError",
+    "BlobStoreError",
     "BlobTransferError",
     "InvalidPathError",
     "PathOutsideRootError",
@@ -49,6 +50,26 @@ class BlobIntegrityError(BlobTransferError):
     not renamed into place. Worth another attempt, so it is retried."""
 
     transient = True
+
+
+class BlobStoreError(BlobTransferError):
+    """The store refused a request: the message names the operation and the store's
+    error code (``"CompleteMultipartUpload: InvalidPart: ..."``). Retried when the
+    status is one worth retrying (5xx, 429, 408).
+
+    Attributes:
+        operation: the store's name of the request (``"UploadPart 3"``).
+        code: the store's error code (``"InvalidPart"``, ``"NoSuchUpload"``).
+        status: the HTTP status, if known.
+    """
+
+    def __init__(self, message: str, *, operation: str, code: str, status: int | None) -> None:
+        super().__init__(message)
+        self.operation, self.code, self.status = operation, code, status
+
+    @property
+    def transient(self) -> bool:  # read by fsblob.retry.is_transient
+        return self.status in (408, 429, 500, 502, 503, 504)
 
 
 class InvalidPathError(BlobError, ValueError):

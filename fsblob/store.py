@@ -62,6 +62,23 @@ class Store:
             filesystem instance when it is opened: request timeouts on its HTTP
             session, the client's own retries off, secrets it resolved hidden.
             It may raise :class:`~fsblob.errors.BlobConfigError`.
+        meta: the backend's stat of one object, ``(fs, path) ->``
+            :class:`~fsblob.integrity.Meta`: size, ETag, version, fsblob's CRC32
+            and the store's own checksums (raises ``FileNotFoundError``; a
+            directory is ``Meta(is_dir=True)``). Without it the engine reads
+            ``fs.info``.
+        read_range: the backend's byte path for downloads, ``(fs, path, meta, start,
+            end, feed)``: sends bytes ``start`` to ``end`` (exclusive) of the version
+            ``meta`` describes to ``feed`` in pieces, and raises
+            :class:`~fsblob.chunks.ObjectChanged` if that version is gone (If-Match).
+            Without it: fsspec's ranged ``cat_file``, pinned by re-reading the stat.
+        upload: the backend's byte path for uploads, ``(fs, lpath, rpath, callback,
+            settings)``: writes the file with fsblob's checksum in the store's
+            metadata and verifies what the store holds before returning.
+        ranged_reads: whether parallel ranged reads can be faster than one stream.
+        local_paths: the root is a directory of this host (``os`` calls apply).
+        atomic_writes: whether a single write is atomic (an object appears whole or
+            not at all); ``None``: decided by :data:`ATOMIC_PUT_PROTOCOLS`.
     """
 
     protocol: str
@@ -79,6 +96,12 @@ class Store:
     replace: Callable[[Any, str, str], None] | None = None
     prepare: Callable[[Any], None] | None = None
     stat: Callable[[Any, str], Mapping[str, Any]] | None = None
+    meta: Callable[[Any, str], Any] | None = None
+    read_range: Callable[[Any, str, Any, int, int, Callable[[bytes], None]], None] | None = None
+    upload: Callable[[Any, str, str, Any, Any], None] | None = None
+    ranged_reads: bool = True
+    local_paths: bool = False
+    atomic_writes: bool | None = None
 
     def uri(self, path: str) -> str:
         """The URI of a filesystem path of this store."""
@@ -88,6 +111,8 @@ class Store:
     @property
     def atomic_put(self) -> bool:
         """Whether a single write to this store is atomic."""
+        if self.atomic_writes is not None:
+            return self.atomic_writes
         return self.protocol in ATOMIC_PUT_PROTOCOLS
 
     @property

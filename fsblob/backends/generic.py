@@ -32,7 +32,7 @@ import fsspec
 from fsspec.core import split_protocol
 
 from fsblob import uris
-from fsblob.backends import keys
+from fsblob.backends import keys, local
 from fsblob.errors import BlobConfigError
 from fsblob.store import Store
 
@@ -80,6 +80,7 @@ def store(config: Mapping[str, Any]) -> Store:
         url_prefix=url_prefix,
         etag=_version_fields if protocol in _VERSIONED_BY_FIELDS else None,
         prepare=_ftp_prepare if protocol == "ftp" else None,
+        **(local.CAPABILITIES if protocol in ("file", "local") else {}),
     )
 
 

@@ -94,6 +94,7 @@ _METHODS = {
     "GETCONTENTSUMMARY": "GET", "GETHOMEDIRECTORY": "GET",
     "CREATE": "PUT", "MKDIRS": "PUT", "RENAME": "PUT", "SETPERMISSION": "PUT",
     "SETOWNER": "PUT", "SETREPLICATION": "PUT", "APPEND": "POST", "DELETE": "DELETE",
+    "SETXATTR": "PUT", "GETXATTRS": "GET",
 }
 _DN_OPS = {"OPEN", "CREATE", "APPEND", "GETFILECHECKSUM"}
 
@@ -149,6 +150,8 @@ class WebHdfsServer:
             self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.root), True)
         self.port: int = port
         self.redirect = redirect
+        self.xattrs = True
+        """Whether SETXATTR is accepted (``dfs.namenode.xattrs.enabled``)."""
         self.requests: list[tuple[str, str, str]] = []
         """(HTTP method, op, HDFS path) per request; datanode legs use op "DN:<OP>"."""
         self.request_params: list[dict[str, str]] = []
@@ -697,6 +700,44 @@ class _Handler(BaseHTTPRequestHandler):
                 srv._check(hpath, user, "w")
                 srv._meta.setdefault(hpath, {})["replication"] = _int(q, "replication", 3)
         self._send(200, {"boolean": ok})
+
+    def _nn_setxattr(self, hpath: str, q: dict[str, str], user: str) -> None:
+        """SETXATTR (user namespace; values as HDFS's XAttrCodec takes them: "0x"
+        hex, "0s" base64 or quoted text); flag CREATE fails on an existing one."""
+        srv = self.server.owner
+        if not srv.xattrs:
+            raise HdfsError("IOException", "The XAttr operation has been rejected.  Support "
+                            "for extended attributes has been disabled.  Set "
+                            "dfs.namenode.xattrs.enabled to true.")
+        name, value = q.get("xattr.name", ""), q.get("xattr.value", "")
+        if not name.startswith("user."):
+            raise HdfsError("IllegalArgumentException", f"An XAttr name must be prefixed with user/trusted/security/system/raw, followed by a '.': {name}")
+        if value.startswith("0x"):
+            raw = bytes.fromhex(value[2:])
+        elif value.startswith('"') and value.endswith('"'):
+            raw = value[1:-1].encode()
+        else:
+            raw = value.encode()
+        with srv._lock:
+            srv.status(hpath)
+            srv._check(hpath, user, "w")
+            attrs = srv._meta.setdefault(hpath, {}).setdefault("xattrs", {})
+            flags = q.get("flag", "CREATE").upper().split(",")
+            if name in attrs and "REPLACE" not in flags:
+                raise HdfsError("IOException", f"XAttr: {name} already exists. The REPLACE flag must be specified.")
+            attrs[name] = raw
+        self._send(200)
+
+    def _nn_getxattrs(self, hpath: str, q: dict[str, str], user: str) -> None:
+        srv = self.server.owner
+        with srv._lock:
+            srv.status(hpath)
+            srv._check(hpath, user, "r")
+            attrs = dict(srv._meta.get(hpath, {}).get("xattrs", {}))
+        encoding = q.get("encoding", "").lower()
+        found = [{"name": k, "value": ("0x" + v.hex()) if encoding == "hex" else json.dumps(v.decode())}
+                 for k, v in attrs.items()]
+        self._send(200, {"XAttrs": found})
 
     def _nn_create(self, hpath: str, q: dict[str, str], user: str) -> None:
         self._drain()  # the namenode ignores data sent with the first request

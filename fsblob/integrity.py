@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -304,13 +305,30 @@ class PartsCheck(Check):
         got = hashlib.md5(b"".join(digests)).hexdigest()
         if len(digests) == self.count and got == self.expected:
             return self.name
+        mismatch = (f"the bytes received for {what} do not match the store's multipart ETag "
+                    f"({got}-{len(digests)} != {self.expected}-{self.count}")
         if self.sure:
-            raise RangeMismatch(f"the bytes received for {what} do not match the store's "
-                                f"multipart ETag ({got}-{len(digests)} != "
-                                f"{self.expected}-{self.count})")
-        log.warning("%s: not verified: its multipart ETag does not match parts of %d bytes, "
-                    "and the store does not tell the part size", what, self.part_size)
+            raise RangeMismatch(mismatch + ")")
+        # A guessed part size: damage, or another part size? The first time, read again;
+        # the same bytes twice are the object's, of a part size fsblob cannot know.
+        key = (what, self.expected)
+        with _SUSPECT_LOCK:
+            seen = _SUSPECT.pop(key, None)
+            if seen != got:
+                if len(_SUSPECT) > 1000:
+                    _SUSPECT.clear()
+                _SUSPECT[key] = got
+        if seen != got:
+            raise RangeMismatch(mismatch + f" for parts of {self.part_size} bytes, a guess: "
+                                "reading again to tell damage from another part size)")
+        log.warning("%s: not verified: the same bytes twice do not match its multipart ETag "
+                    "for parts of %d bytes, and the store does not tell the part size", what,
+                    self.part_size)
         return "size only (a multipart ETag of unknown part size)"
+
+
+_SUSPECT: dict[tuple[str, str], str] = {}
+_SUSPECT_LOCK = threading.Lock()
 
 
 def choose(meta: Meta, *, fsblob_part: int | None = None) -> Check:

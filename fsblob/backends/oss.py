@@ -24,7 +24,7 @@ from typing import Any
 from fsblob import integrity, retry
 from fsblob.backends import keys, oss_upload, timeouts
 from fsblob.chunks import PIECE, ObjectChanged, crc64ecma
-from fsblob.errors import BlobConfigError
+from fsblob.errors import BlobConfigError, StoreError
 from fsblob.store import Store
 
 BACKEND = "oss"
@@ -76,19 +76,16 @@ def meta(fs: Any, path: str) -> integrity.Meta:
     """What one HEAD tells of an object: fsblob's CRC32 (``x-oss-meta-fsblob-crc32``),
     OSS's CRC64 of the whole object (``x-oss-hash-crc64ecma``, multipart too) and the
     ETag (an MD5, or a multipart ETag, unless encrypted with KMS)."""
-    import oss2
-
     bucket_name, key = fs.split_path(path)
     if not key:
         return integrity.Meta(None, is_dir=True)
     bucket = fs._get_bucket(bucket_name)
     try:
-        head = bucket.head_object(key)
-    except oss2.exceptions.NotFound:
+        head = oss_upload.call("HeadObject", f"oss://{bucket_name}/{key}",
+                               lambda: bucket.head_object(key))
+    except FileNotFoundError:
         info = fs.info(path)  # a directory (a prefix), or FileNotFoundError
         return integrity.Meta(None, is_dir=True, info=info)
-    except oss2.exceptions.ServerError as exc:
-        raise oss_upload.store_error("HeadObject", f"oss://{bucket_name}/{key}", exc) from exc
     headers = head.headers
     etag = str(headers.get("etag") or "").strip('"')
     fields: dict[str, Any] = integrity.etag_meta(
@@ -107,8 +104,6 @@ def read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end: int,
                feed: Callable[[bytes], None]) -> None:
     """oss2 ``get_object`` of bytes ``start`` to ``end`` (ossfs's ranged ``cat_file``
     returns one byte too many), ``If-Match`` the ETag ``meta`` holds."""
-    import oss2
-
     bucket_name, key = fs.split_path(path)
     bucket = fs._get_bucket(bucket_name)
     where = f"oss://{bucket_name}/{key}"
@@ -116,12 +111,13 @@ def read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end: int,
     if end <= start and not whole:
         return
     try:
-        answer = bucket.get_object(key, byte_range=None if whole else (start, end - 1),
-                                   headers={"If-Match": f'"{meta.etag}"'} if meta.etag else None)
-    except oss2.exceptions.PreconditionFailed:
-        raise ObjectChanged(f"{where} changed during the download") from None
-    except oss2.exceptions.ServerError as exc:
-        raise oss_upload.store_error("GetObject", where, exc) from exc
+        answer = oss_upload.call("GetObject", where, lambda: bucket.get_object(
+            key, byte_range=None if whole else (start, end - 1),
+            headers={"If-Match": f'"{meta.etag}"'} if meta.etag else None))
+    except StoreError as exc:
+        if exc.code == "PreconditionFailed" or exc.http_status == 412:
+            raise ObjectChanged(f"{where} changed during the download") from None
+        raise
     with answer:
         while piece := answer.read(PIECE):
             feed(piece)

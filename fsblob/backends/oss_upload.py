@@ -29,7 +29,7 @@ from fsspec.callbacks import Callback
 
 from fsblob import integrity
 from fsblob.chunks import RangeMismatch, TransferSettings
-from fsblob.errors import BlobStoreError
+from fsblob.errors import StoreError
 
 T = TypeVar("T")
 #: fsblob's CRC32 in the object's user metadata.
@@ -153,18 +153,19 @@ def call(operation: str, where: str, request: Callable[[], T]) -> T:
     try:
         return request()
     except oss2.exceptions.ServerError as exc:
-        raise store_error(operation, where, exc) from exc
+        error = store_error(operation, where, exc)
+    raise error  # outside the except: the client's error is not its context
 
 
 def store_error(operation: str, where: str, exc: Any) -> Exception:
     """An OSS error answer as fsblob raises it: ``"<Operation>: <Code>: <message>"``;
     only a read of a missing object is "not found"."""
-    code = getattr(exc, "code", "") or "?"
     status = getattr(exc, "status", None)
+    code = getattr(exc, "code", "") or f"HTTP {status}"
     message = f"{operation}: {code}: {getattr(exc, 'message', '') or 'no message'} ({where})"
-    if code in ("NoSuchKey",) and operation in ("GetObject", "HeadObject"):
+    if operation in ("GetObject", "HeadObject") and status == 404 and code != "NoSuchBucket":
         return FileNotFoundError(message)
     if status == 403:
         return PermissionError(message)  # the manager says "access denied" and the fix
-    return BlobStoreError(message, operation=operation, code=code,
+    return StoreError(message, operation=operation, code=code,
                           status=status if isinstance(status, int) else None)

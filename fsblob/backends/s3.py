@@ -222,7 +222,11 @@ async def _read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end:
     except ClientError as exc:
         if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
             raise ObjectChanged(f"{where} changed during the download") from None
-        raise s3_upload.store_error("GetObject", where, exc) from exc
+        error = s3_upload.store_error("GetObject", where, exc)
+    else:
+        error = None
+    if error is not None:
+        raise error
     body = answer["Body"]
     try:
         while piece := await body.read(PIECE):

@@ -41,7 +41,7 @@ from fsspec.callbacks import Callback
 
 from fsblob import integrity
 from fsblob.chunks import RangeMismatch, TransferSettings, s3_checksum_b64
-from fsblob.errors import BlobStoreError
+from fsblob.errors import StoreError
 
 T = TypeVar("T")
 
@@ -188,7 +188,8 @@ async def call(operation: str, where: str, request: Awaitable[T]) -> T:
     try:
         return await request
     except ClientError as exc:
-        raise store_error(operation, where, exc) from exc
+        error = store_error(operation, where, exc)
+    raise error  # outside the except: the client's error is not its context
 
 
 def store_error(operation: str, where: str, exc: Any) -> Exception:
@@ -196,14 +197,14 @@ def store_error(operation: str, where: str, exc: Any) -> Exception:
     Only a read of a missing object is "not found"; an upload's ``NoSuchUpload``
     is a failed upload."""
     error = exc.response.get("Error", {})
-    code = error.get("Code") or "?"
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = error.get("Code") or f"HTTP {status}"
     message = f"{operation}: {code}: {error.get('Message') or 'no message'} ({where})"
-    if code in ("NoSuchKey", "NotFound") and operation in ("GetObject", "HeadObject"):
+    if operation in ("GetObject", "HeadObject") and status == 404 and code != "NoSuchBucket":
         return FileNotFoundError(message)
     if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
         return PermissionError(message)  # the manager says "access denied" and the fix
-    return BlobStoreError(message, operation=operation, code=code, status=status)
+    return StoreError(message, operation=operation, code=code, status=status)
 
 
 async def _put_multipart(s3: Any, bucket: str, key: str, lpath: str,

@@ -151,6 +151,7 @@ class WebHdfsServer:
         self.port: int = port
         self.redirect = redirect
         self.xattrs = True
+        self._corrupt_left = 0
         """Whether SETXATTR is accepted (``dfs.namenode.xattrs.enabled``)."""
         self.requests: list[tuple[str, str, str]] = []
         """(HTTP method, op, HDFS path) per request; datanode legs use op "DN:<OP>"."""
@@ -233,6 +234,18 @@ class WebHdfsServer:
         bodies received) have passed, behave like :meth:`stop`."""
         with self._lock:
             self._kill_budget = nbytes
+
+    def corrupt_next(self, n: int) -> None:
+        """Flip the first byte of the next ``n`` datanode OPEN bodies (one range each)."""
+        with self._lock:
+            self._corrupt_left = n
+
+    def _take_corruption(self) -> bool:
+        with self._lock:
+            if self._corrupt_left:
+                self._corrupt_left -= 1
+                return True
+        return False
 
     def count(self, op: str | None = None) -> int:
         """Number of recorded requests, all or for one op (``"OPEN"``, ``"DN:CREATE"``...)."""
@@ -802,6 +815,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise HdfsError("EOFException", "Cannot seek after EOF")
         length = _int(q, "length", None)
         n = st.st_size - offset if length is None else min(length, st.st_size - offset)
+        corrupt = n > 0 and srv._take_corruption()
         with _open_noatime(p) as f:
             f.seek(offset)
             self.send_response(200)
@@ -813,6 +827,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if not chunk:  # truncated concurrently; the client sees a short body
                     self.close_connection = True
                     return
+                if corrupt:
+                    chunk, corrupt = bytes([chunk[0] ^ 0xFF]) + chunk[1:], False
                 allowed, killed = srv._account(len(chunk))
                 self.wfile.write(chunk[:allowed])
                 if killed:

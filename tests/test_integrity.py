@@ -330,9 +330,8 @@ def test_a_same_size_replacement_during_a_ranged_download_is_not_mixed_in(
     """Objects written by another tool (no fsblob checksum): the ranges are of one
     version because the file's status is compared at the end."""
     case: Case = request.getfixturevalue(f"{backend}_case")
-    manager = case.make(**{**RANGED, "max_concurrency": 2})
-    old, new = _data(SIZES["ranged"], 1), _data(SIZES["ranged"], 2)
-    path = f"{manager.root_url.split('://', 1)[-1].split('/', 1)[-1]}/model.bin"
+    manager = case.make(**{**RANGED, "max_concurrency": 2})  # 4 ranges of 2 MiB, 2 at once
+    old, new = _data(8 * MiB, 1), _data(8 * MiB, 2)
     fs = manager.fs
     if backend == "webhdfs":
         path = f"{case.config['root_directory']}/model.bin"

@@ -83,9 +83,12 @@ def meta(fs: Any, path: str) -> integrity.Meta:
     try:
         head = oss_upload.call("HeadObject", f"oss://{bucket_name}/{key}",
                                lambda: bucket.head_object(key))
-    except FileNotFoundError:
-        info = fs.info(path)  # a directory (a prefix), or FileNotFoundError
-        return integrity.Meta(None, is_dir=True, info=info)
+    except FileNotFoundError:  # a directory (a prefix), or nothing: one listing tells
+        below = oss_upload.call("ListObjects", f"oss://{bucket_name}/{key}", lambda: (
+            bucket.list_objects(prefix=key.rstrip("/") + "/", delimiter="/", max_keys=1)))
+        if below.object_list or below.prefix_list:
+            return integrity.Meta(None, is_dir=True)
+        raise
     headers = head.headers
     etag = str(headers.get("etag") or "").strip('"')
     fields: dict[str, Any] = integrity.etag_meta(

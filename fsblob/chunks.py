@@ -1,35 +1,29 @@
-"""Parallel byte ranges and multipart parts, bounded in memory.
+"""Parallel byte ranges and multipart parts, bounded in memory; CRCs that combine.
 
 A real object store gives each connection tens of MB/s and tens of ms to the
 first byte; a client wins by running several connections at once. Above
 ``multipart_threshold`` fsblob downloads an object as concurrent byte-range
 reads, ``max_concurrency`` in flight, each written at its offset into the
-(hidden, temporary) destination file; S3 uploads go as multipart uploads with as
-many parts in flight (see :mod:`fsblob.backends.s3_upload`). Ranges and parts
-are sized so that each connection gets about one (:meth:`TransferSettings.part_size`).
+(hidden, temporary) destination file (:func:`fetch`); S3 and OSS uploads go as
+multipart uploads with as many parts in flight (see the backends). Ranges and
+parts are sized so that each connection gets about one
+(:meth:`TransferSettings.part_size`).
 
 On moto (the test and benchmark S3 server) every ranged GET costs a read of the
 whole object (a 1-byte range of 128 MiB: 108 ms; of 1 KiB: 8 ms), so on bare
 loopback ranges lose to one stream there; real S3 serves a range for its bytes.
 
-Ranges are read with the store's own ranged request where fsblob knows one
-(S3: ``GetObject`` with ``Range`` and ``If-Match``; OSS: oss2 ``get_object``
-with ``byte_range`` and ``If-Match``; WebHDFS: ``OPEN`` with offset and length,
-checking both legs' status), else with fsspec's ranged ``_cat_file`` (async
-filesystems) or ``cat_file`` (others). Streamed readers hold 1 MiB per range
-in flight; ``cat_file`` readers hold one range of ``multipart_chunksize`` each.
-
-Integrity: each range's CRC is computed as its bytes stream past, and the
-per-range CRCs are combined into the CRC of the whole object, which is compared
-with the full-object checksum the store keeps (S3 ``ChecksumCRC32`` /
-``ChecksumCRC64NVME`` of type ``FULL_OBJECT`` or of a single-part object; OSS
-``x-oss-hash-crc64ecma``). The bytes are read once: no second pass over the file.
-Every range must also deliver exactly the bytes asked for.
+This module names no store: a backend hands :func:`fetch` its reader of one
+range (S3 ``GetObject`` with ``Range`` and ``If-Match``, OSS ``get_object``,
+WebHDFS ``OPEN`` with offset and length, fsspec's ranged ``cat_file``), and the
+engine hands it a hasher per range (see :mod:`fsblob.integrity`): each range's
+digest is taken as its bytes stream past, so the bytes are read once. A range
+that fails alone (a reset connection, a short answer) is read again alone; one
+whose object changed (:class:`ObjectChanged`) fails the download.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import os
@@ -50,8 +44,6 @@ log = logging.getLogger("fsblob")
 MiB = 2**20
 #: Bytes a streamed range reader holds at once.
 PIECE = MiB
-#: Protocols where ranges gain nothing: the local copier is faster.
-_NO_RANGES = frozenset({"file", "local"})
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}

@@ -197,7 +197,7 @@ class FsspecBlobManager(BlobManager):
         src = Path(_fspath(local_file_path, "local_file_path"))
         if not src.exists():
             raise BlobNotFoundError(f"{self._name}: cannot upload {src}: no such file or directory")
-        if src.is_dir() and self._store.protocol in ("file", "local"):
+        if src.is_dir() and self._store.local_paths:
             root, here = os.path.realpath(self._store.root), str(src.resolve())
             if root == here or root.startswith(here.rstrip("/") + "/"):
                 raise InvalidPathError(

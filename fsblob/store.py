@@ -8,13 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-#: Protocols whose single-object writes are atomic (an object appears whole or not
-#: at all), so fsblob writes there directly. Elsewhere it writes a temporary
-#: sibling and renames it into place.
-ATOMIC_PUT_PROTOCOLS = frozenset(
-    {"s3", "s3a", "oss", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"}
-)
-
 _SECRET_KEY = re.compile(r"secret|token|password|passwd|credential|(^|_)key($|_)", re.I)
 
 
@@ -78,7 +71,8 @@ class Store:
         ranged_reads: whether parallel ranged reads can be faster than one stream.
         local_paths: the root is a directory of this host (``os`` calls apply).
         atomic_writes: whether a single write is atomic (an object appears whole or
-            not at all); ``None``: decided by :data:`ATOMIC_PUT_PROTOCOLS`.
+            not at all); ``None``: decided by the protocol, as the generic backend
+            knows them (:data:`fsblob.backends.generic.ATOMIC_PUT_PROTOCOLS`).
     """
 
     protocol: str
@@ -113,6 +107,8 @@ class Store:
         """Whether a single write to this store is atomic."""
         if self.atomic_writes is not None:
             return self.atomic_writes
+        from fsblob.backends.generic import ATOMIC_PUT_PROTOCOLS  # a backend's knowledge
+
         return self.protocol in ATOMIC_PUT_PROTOCOLS
 
     @property

@@ -264,7 +264,8 @@ def test_a_byte_damaged_on_the_way_up_is_caught_before_the_upload_is_done(
     client = boto3.client("s3", endpoint_url=moto_server.url)
     stored = client.get_object(Bucket=_bucket(stripped), Key=_key(stripped, "model.bin"))
     assert stored["Body"].read() == src.read_bytes()
-    assert not client.list_multipart_uploads(Bucket=_bucket(stripped)).get("Uploads")
+    assert not client.list_multipart_uploads(Bucket=_bucket(stripped),
+                                             Prefix=_key(stripped, "model.bin")).get("Uploads")
     assert Path(stripped.make().download(uri, tmp_path / "out")).read_bytes() == src.read_bytes()
 
 

@@ -28,7 +28,7 @@ from fsspec.callbacks import Callback
 from fsblob import integrity, paths, retry
 from fsblob.backends import keys, timeouts
 from fsblob.chunks import CRC32
-from fsblob.errors import BlobConfigError
+from fsblob.errors import BlobConfigError, StoreError
 from fsblob.store import Store
 
 log = logging.getLogger("fsblob")
@@ -237,15 +237,18 @@ def _webhdfs_call(fs: Any, method: str, op: str, rpath: str, *, data: Any = None
         response.close()
         response = fs.session.request(method, fs._apply_proxy(response.headers["Location"]),
                                       data=data, headers=headers, stream=stream, timeout=_timeout())
-    _raise_for_webhdfs(response, rpath)
+    _raise_for_webhdfs(response, rpath, op)
     if data is not None and response.request.body is None:
         raise OSError(f"WebHDFS {op} of {rpath} answered {response.status_code} without "
                       "redirecting to a datanode; the data was not sent")
     return response
 
 
-def _raise_for_webhdfs(response: Any, rpath: str) -> None:
-    """Raise what fsspec's WebHDFS raises for an error answer (RemoteException JSON)."""
+def _raise_for_webhdfs(response: Any, rpath: str, op: str = "") -> None:
+    """Raise for an error answer (RemoteException JSON): not found and access denied
+    as fsspec's WebHDFS raises them, anything else as a
+    :class:`~fsblob.errors.StoreError` naming the operation and the exception
+    (``"CREATE: RetriableException: ..."``), retried when its status says so."""
     if response.status_code < 400:
         return
     try:
@@ -257,7 +260,8 @@ def _raise_for_webhdfs(response: Any, rpath: str) -> None:
         raise FileNotFoundError(f"{rpath}: {message}")
     if kind in ("AccessControlException", "SecurityException"):
         raise PermissionError(f"{rpath}: {message}")
-    response.raise_for_status()
+    raise StoreError(f"{op or 'WebHDFS'}: {kind}: {message} ({rpath})", operation=op,
+                     code=kind, status=response.status_code)
 
 
 #: WebHDFS's byte path and what it can do (see :class:`fsblob.store.Store`).

@@ -56,9 +56,7 @@ def decode_crc(value: Any) -> int | None:
         value = value.decode("ascii", "replace")
     if not isinstance(value, str):
         return None
-    value = value.strip().strip('"').lower()
-    if value.startswith("0x"):
-        value = value[2:]
+    value = value.strip().strip('"').lower().removeprefix("0x")
     if len(value) != 8 or any(c not in "0123456789abcdef" for c in value):
         return None
     return int(value, 16)
@@ -191,7 +189,8 @@ class _PartMd5s(RangeHash):
     """Per-part MD5s of a range that starts on a part boundary."""
 
     def __init__(self, part_size: int) -> None:
-        self.part_size, self.digests, self._current, self._left = part_size, [], hashlib.md5(), part_size
+        self.part_size, self._current, self._left = part_size, hashlib.md5(), part_size
+        self.digests: list[bytes] = []
 
     def update(self, data: bytes) -> None:
         view = memoryview(data)

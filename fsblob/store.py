@@ -107,7 +107,8 @@ class Store:
         """Whether a single write to this store is atomic."""
         if self.atomic_writes is not None:
             return self.atomic_writes
-        from fsblob.backends.generic import ATOMIC_PUT_PROTOCOLS  # a backend's knowledge
+        # the protocols' nature is a backend's knowledge, not the engine's
+        from fsblob.backends.generic import ATOMIC_PUT_PROTOCOLS
 
         return self.protocol in ATOMIC_PUT_PROTOCOLS
 

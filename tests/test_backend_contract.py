@@ -75,7 +75,7 @@ def test_read_range_gives_exactly_those_bytes(case: Case, tmp_path: Path, start:
 def test_a_replaced_object_is_noticed(case: Case, tmp_path: Path) -> None:
     """Pinned backends refuse to read another version (If-Match); the others' meta
     changes, which the engine compares at the end of a download."""
-    manager, transfer, store = _engine(case)
+    manager, transfer, _ = _engine(case)
     src = tmp_path / "a.bin"
     src.write_bytes(_data(100_000, 3))
     path = manager._resolve(manager.upload(src))

@@ -24,7 +24,12 @@ import fsspec
 import pytest
 import requests
 
-from fsblob import BlobIntegrityError, BlobNotFoundError, BlobTransferError, FsspecBlobManager
+from fsblob import (
+    BlobIntegrityError,
+    BlobNotFoundError,
+    BlobTransferError,
+    FsspecBlobManager,
+)
 from tests.conftest import OSS_BUCKET, S3_BUCKET, Case, Meter
 from tests.servers.proxy import FaultProxy
 

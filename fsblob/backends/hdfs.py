@@ -98,7 +98,6 @@ def store(config: Mapping[str, Any]) -> Store:
         url_prefix=f"{protocol}://{parts.hostname}:{port}",
         legacy_prefixes={"hdfs://": ""},  # hdfs:///path/file URIs of AIFlow's configs
         requirements=LIBHDFS_REQUIREMENTS if protocol == "hdfs" else "",
-        put_file=_webhdfs_put_file if protocol == "webhdfs" else None,
         get_file=_webhdfs_get_file if protocol == "webhdfs" else None,
         replace=_webhdfs_replace if protocol == "webhdfs" else None,
         prepare=_webhdfs_prepare if protocol == "webhdfs" else None,
@@ -122,7 +121,7 @@ def meta(fs: Any, path: str) -> integrity.Meta:
                     if x.get("name") == integrity.XATTR), None)
     except FileNotFoundError:
         raise
-    except Exception as exc:  # noqa: BLE001 (xattrs disabled, or an older namenode)
+    except Exception as exc:  # xattrs disabled, or an older namenode
         if retry.is_transient(exc):
             raise
         log.debug("%s: no xattrs (%s)", path, type(exc).__name__)
@@ -150,10 +149,10 @@ def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: Any) -
     file (a rename keeps it). A namenode with xattrs disabled stores none; its
     downloads then check size and version only."""
     crc = _webhdfs_put_file(fs, lpath, rpath, callback)
+    params: dict[str, Any] = {"xattr.name": integrity.XATTR,
+                              "xattr.value": f"0x{integrity.encode_crc(crc)}", "flag": "CREATE"}
     try:
-        with _webhdfs_call(fs, "put", "SETXATTR", rpath, **{
-                "xattr.name": integrity.XATTR, "xattr.value": f"0x{integrity.encode_crc(crc)}",
-                "flag": "CREATE"}):
+        with _webhdfs_call(fs, "put", "SETXATTR", rpath, **params):
             pass
     except Exception as exc:
         if retry.is_transient(exc) or isinstance(exc, FileNotFoundError):

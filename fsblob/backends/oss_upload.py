@@ -92,7 +92,7 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
 
         def send(number: int) -> oss2.models.PartInfo:
             start = (number - 1) * part_size
-            crc, md5, length = digest.parts[number - 1]
+            _, md5, length = digest.parts[number - 1]
             with open(lpath, "rb") as f:
                 f.seek(start)
                 answer = call(f"UploadPart {number}", where, lambda: bucket.upload_part(

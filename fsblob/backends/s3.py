@@ -217,14 +217,13 @@ async def _read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end:
     extra = {} if whole else {"Range": f"bytes={start}-{end - 1}"}
     if end <= start and not whole:
         return
+    error: Exception | None = None
     try:
         answer = await s3.get_object(Bucket=bucket, Key=key, **pin, **extra)
     except ClientError as exc:
         if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
             raise ObjectChanged(f"{where} changed during the download") from None
         error = s3_upload.store_error("GetObject", where, exc)
-    else:
-        error = None
     if error is not None:
         raise error
     body = answer["Body"]

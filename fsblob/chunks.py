@@ -30,10 +30,10 @@ import os
 import re
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fsspec.callbacks import Callback
 
@@ -229,61 +229,6 @@ def crc64ecma() -> CrcKind:
 # -- writing ranges into a file ---------------------------------------------------------
 
 
-class _Sink:
-    """The destination file, open for positional writes, and the progress callback.
-
-    The file is opened without truncation (it exists, empty, made by the engine):
-    on ext4 a truncated-then-rewritten file is flushed to disk at close.
-    """
-
-    def __init__(self, lpath: str, callback: Callback, crc: CrcKind | None) -> None:
-        self.fd = os.open(lpath, os.O_WRONLY | os.O_CREAT, 0o600)
-        self.crc = crc
-        self._callback = callback
-        self._lock = threading.Lock()
-
-    def write(self, offset: int, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self.fd, view, offset)
-            offset += written
-            view = view[written:]
-        with self._lock:  # fsspec callbacks (tqdm) are not thread-safe
-            self._callback.relative_update(len(data))
-
-    def unreport(self, count: int) -> None:
-        """Take back progress of bytes that will be read again."""
-        if count:
-            with self._lock:
-                self._callback.relative_update(-count)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-class _Range:
-    """One range being received: where it goes, its CRC so far, bytes so far."""
-
-    def __init__(self, sink: _Sink, start: int, end: int) -> None:
-        self.sink, self.start, self.end = sink, start, end
-        self.received, self.crc = 0, 0
-
-    def feed(self, data: bytes) -> None:
-        if self.received + len(data) > self.end - self.start:
-            raise RangeMismatch(f"bytes {self.start}-{self.end - 1}: the store sent more "
-                                "bytes than the range holds")
-        if self.sink.crc is not None:
-            self.crc = self.sink.crc.update(data, self.crc)
-        self.sink.write(self.start + self.received, data)
-        self.received += len(data)
-
-    def done(self, what: str) -> tuple[int, int]:
-        if self.received != self.end - self.start:
-            raise RangeMismatch(f"{what}: bytes {self.start}-{self.end - 1}: received "
-                                f"{self.received} of {self.end - self.start}")
-        return self.crc, self.received
-
-
 def plan(size: int, chunksize: int) -> list[tuple[int, int]]:
     """Consecutive (start, end) ranges, end exclusive, covering ``size`` bytes."""
     return [(start, min(start + chunksize, size)) for start in range(0, size, chunksize)]
@@ -291,12 +236,75 @@ def plan(size: int, chunksize: int) -> list[tuple[int, int]]:
 
 # -- the runner -----------------------------------------------------------------------
 
-#: Tries of one range before the download fails (a range fails alone: the others go on).
-RANGE_TRIES = 3
+#: Tries of one range or part before the transfer fails (it fails alone: the others go on).
+PART_TRIES = 3
+RANGE_TRIES = PART_TRIES
+
+T = TypeVar("T")
 
 
 class ObjectChanged(RangeMismatch):
     """The object was replaced while it was being read: the whole download is retried."""
+
+
+class Share(Callback):
+    """One task's progress inside a shared callback (thread-safe), which a failed
+    try takes back before the task runs again."""
+
+    def __init__(self, target: Callback, lock: threading.Lock) -> None:
+        super().__init__()
+        self._target, self._lock, self.sent = target, lock, 0
+
+    def relative_update(self, inc: int | None = 1) -> None:
+        with self._lock:  # fsspec callbacks (tqdm) are not thread-safe
+            self._target.relative_update(inc or 0)
+            self.sent += inc or 0
+
+    def take_back(self) -> None:
+        with self._lock:
+            if self.sent:
+                self._target.relative_update(-self.sent)
+            self.sent = 0
+
+
+def run(tasks: Sequence[Callable[[Share], T]], settings: TransferSettings, callback: Callback,
+        what: str, name: Callable[[int], str]) -> list[T]:
+    """Run ``tasks`` (ranges of a download, parts of an upload), ``max_concurrency``
+    at once, each given its :class:`Share` of ``callback``; return their results in
+    order. A task that fails with a transient error or a mismatch (a short range, a
+    part damaged on the way) runs again alone, up to :data:`PART_TRIES` times; any
+    other failure, or :class:`ObjectChanged`, cancels the rest and is raised."""
+    from fsblob.retry import is_transient
+
+    lock = threading.Lock()
+
+    def one(index: int) -> T:
+        for attempt in range(1, PART_TRIES + 1):
+            share = Share(callback, lock)
+            try:
+                return tasks[index](share)
+            except ObjectChanged:
+                raise
+            except Exception as exc:
+                share.take_back()
+                if attempt == PART_TRIES or not (is_transient(exc) or isinstance(exc, RangeMismatch)):
+                    raise
+                log.info("%s: %s failed (%s), trying it again alone", what, name(index),
+                         type(exc).__name__)
+        raise AssertionError("unreachable")
+
+    if len(tasks) == 1:
+        return [one(0)]
+    with ThreadPoolExecutor(min(settings.max_concurrency, len(tasks)),
+                            thread_name_prefix="fsblob-part") as pool:
+        jobs = [pool.submit(one, index) for index in range(len(tasks))]
+        finished, _ = wait(jobs, return_when=FIRST_EXCEPTION)
+        failed = [job for job in finished if job.exception() is not None]
+        if failed:
+            for job in jobs:
+                job.cancel()
+            raise failed[0].exception()  # type: ignore[misc]
+        return [job.result() for job in jobs]
 
 
 #: ``read(start, end, feed)``: send the bytes ``start`` to ``end`` (exclusive) of one
@@ -307,53 +315,44 @@ Reader = Callable[[int, int, Callable[[bytes], None]], None]
 
 def fetch(read: Reader, lpath: str, ranges: list[tuple[int, int]], hasher: Callable[[], Any],
           settings: TransferSettings, callback: Callback, what: str) -> list[Any]:
-    """Read ``ranges`` with ``read``, ``max_concurrency`` at once, each written at its
-    offset into the existing file ``lpath`` and hashed by its own ``hasher()`` as it
-    streams past; return the hashers, in order. A range that fails with a transient
-    error or comes back short is tried again alone (up to :data:`RANGE_TRIES`)."""
-    from fsblob.retry import is_transient
+    """Read ``ranges`` with ``read`` (through :func:`run`), each written at its offset
+    into the existing file ``lpath`` and hashed by its own ``hasher()`` as it streams
+    past; return the hashers, in order."""
+    callback.set_size(sum(end - start for start, end in ranges))
+    # No O_TRUNC (the engine made the file, empty): on ext4 a file truncated and
+    # then rewritten is flushed to disk at close.
+    fd = os.open(lpath, os.O_WRONLY | os.O_CREAT, 0o600)
 
-    sink = _Sink(lpath, callback, None)
-    total = sum(end - start for start, end in ranges)
-    callback.set_size(total)
+    def task(start: int, end: int) -> Callable[[Share], Any]:
+        def read_one(share: Share) -> Any:
+            received, digest = 0, hasher()
 
-    def one(start: int, end: int) -> Any:
-        for attempt in range(1, RANGE_TRIES + 1):
-            rng, digest = _Range(sink, start, end), hasher()
-
-            def feed(data: bytes, rng: _Range = rng, digest: Any = digest) -> None:
+            def feed(data: bytes) -> None:
+                nonlocal received
+                if received + len(data) > end - start:
+                    raise RangeMismatch(f"{what}: bytes {start}-{end - 1}: the store sent "
+                                        "more bytes than the range holds")
                 digest.update(data)
-                rng.feed(data)
+                view, offset = memoryview(data), start + received
+                while view:
+                    written = os.pwrite(fd, view, offset)
+                    offset, view = offset + written, view[written:]
+                received += len(data)
+                share.relative_update(len(data))
 
-            try:
-                read(start, end, feed)
-                rng.done(what)
-                return digest
-            except ObjectChanged:
-                raise
-            except Exception as exc:
-                if attempt == RANGE_TRIES or not (is_transient(exc) or isinstance(exc, RangeMismatch)):
-                    raise
-                log.info("%s: bytes %d-%d failed (%s), reading them again", what, start, end - 1,
-                         type(exc).__name__)
-                sink.unreport(rng.received)
-        raise AssertionError("unreachable")
+            read(start, end, feed)
+            if received != end - start:
+                raise RangeMismatch(f"{what}: bytes {start}-{end - 1}: received {received} "
+                                    f"of {end - start}")
+            return digest
+
+        return read_one
 
     try:
-        if len(ranges) == 1:
-            return [one(*ranges[0])]
-        with ThreadPoolExecutor(min(settings.max_concurrency, len(ranges)),
-                                thread_name_prefix="fsblob-range") as pool:
-            jobs = [pool.submit(one, start, end) for start, end in ranges]
-            finished, _ = wait(jobs, return_when=FIRST_EXCEPTION)
-            failed = [job for job in finished if job.exception() is not None]
-            if failed:
-                for job in jobs:
-                    job.cancel()
-                raise failed[0].exception()  # type: ignore[misc]
-            return [job.result() for job in jobs]
+        return run([task(start, end) for start, end in ranges], settings, callback, what,
+                   lambda i: f"bytes {ranges[i][0]}-{ranges[i][1] - 1}")
     finally:
-        sink.close()
+        os.close(fd)
 
 
 def s3_checksum_b64(value: int, kind: CrcKind = CRC32) -> str:
@@ -371,5 +370,6 @@ __all__ = [
     "crc64nvme",
     "fetch",
     "plan",
+    "run",
     "s3_checksum_b64",
 ]

@@ -256,16 +256,22 @@ def _multipart(client: Any, key: str, data: bytes, part: int) -> None:
 
 @pytest.mark.parametrize("mode", ["single", "multipart"])
 def test_a_byte_damaged_on_the_way_up_is_caught_before_the_upload_is_done(
-        stripped: Case, mode: str, moto_server: Any, tmp_path: Path) -> None:
+        stripped: Case, mode: str, moto_server: Any, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
     """The store keeps no checksum and accepts what it gets (moto accepts a wrong
-    CRC32 on CompleteMultipartUpload): its ETag of what arrived tells."""
+    CRC32 on CompleteMultipartUpload): its ETag of what arrived tells. The damaged
+    body is sent again alone; damaged every time, the upload fails."""
     src = tmp_path / "model.bin"
     src.write_bytes(_data(SIZES[mode]))
-    stripped.server.corrupt_upload_next(1)
+    stripped.server.corrupt_upload_next(1000)
     with pytest.raises(BlobIntegrityError, match="ETag"):
         stripped.make(**SETTINGS[mode], retries=0).upload(src)
     stripped.server.corrupt_upload_next(1)
-    uri = stripped.make(**SETTINGS[mode]).upload(src)
+    caplog.set_level(logging.INFO, logger="fsblob")
+    meter = Meter()
+    uri = stripped.make(**SETTINGS[mode], retries=0).upload(src, callback=meter)
+    assert "failed (RangeMismatch), trying it again alone" in caplog.text
+    assert meter.bytes == len(src.read_bytes()), "the progress of the damaged try was not taken back"
     client = boto3.client("s3", endpoint_url=moto_server.url)
     stored = client.get_object(Bucket=_bucket(stripped), Key=_key(stripped, "model.bin"))
     assert stored["Body"].read() == src.read_bytes()

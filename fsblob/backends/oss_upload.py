@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from fsspec.callbacks import Callback
 
 from fsblob import integrity
-from fsblob.chunks import RangeMismatch, TransferSettings
+from fsblob.chunks import RangeMismatch, TransferSettings, run
 from fsblob.errors import StoreError
 
 T = TypeVar("T")
@@ -65,52 +63,49 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
     single = (not settings.splits(size) or size <= part_size) and size <= SINGLE_PUT_LIMIT
     digest = integrity.digest_file(lpath, None if single else part_size, settings.max_concurrency)
     headers = {META_HEADER: integrity.encode_crc(digest.crc32)}
-    lock = threading.Lock()
     checked: list[str] = []
 
-    def sender(length: int) -> Any:
+    def progress_of(share: Callback) -> Callable[[int, int | None], None]:
         sent = 0
 
         def progress(consumed: int, _total: int | None) -> None:
             nonlocal sent
-            with lock:  # fsspec callbacks (tqdm) are not thread-safe
-                callback.relative_update(consumed - sent)
+            share.relative_update(consumed - sent)
             sent = consumed
 
         return progress
 
     if single:
-        with open(lpath, "rb") as f:
-            answer = call("PutObject", where, lambda: bucket.put_object(
-                key, oss2.utils.SizedFileAdapter(f, size), headers=headers,
-                progress_callback=sender(size)))
-        _check_etag("PutObject", where, answer.etag, digest.md5)
+        def put(share: Callback) -> Any:
+            with open(lpath, "rb") as f:
+                answer = call("PutObject", where, lambda: bucket.put_object(
+                    key, oss2.utils.SizedFileAdapter(f, size), headers=headers,
+                    progress_callback=progress_of(share)))
+            _check_etag("PutObject", where, answer.etag, digest.md5)
+            return answer
+
+        run([put], settings, callback, where, lambda _: "PutObject")
         checked.append("MD5 ETag")
     else:
         upload_id = call("InitiateMultipartUpload", where,
                          lambda: bucket.init_multipart_upload(key, headers=headers)).upload_id
 
-        def send(number: int) -> oss2.models.PartInfo:
-            start = (number - 1) * part_size
-            _, md5, length = digest.parts[number - 1]
-            with open(lpath, "rb") as f:
-                f.seek(start)
-                answer = call(f"UploadPart {number}", where, lambda: bucket.upload_part(
-                    key, upload_id, number, oss2.utils.SizedFileAdapter(f, length),
-                    progress_callback=sender(length)))
-            _check_etag(f"UploadPart {number}", where, answer.etag, md5.hex())
-            return oss2.models.PartInfo(number, answer.etag, size=length, part_crc=answer.crc)
+        def part(number: int) -> Callable[[Callback], Any]:
+            def send(share: Callback) -> Any:
+                _, md5, length = digest.parts[number - 1]
+                with open(lpath, "rb") as f:
+                    f.seek((number - 1) * part_size)
+                    answer = call(f"UploadPart {number}", where, lambda: bucket.upload_part(
+                        key, upload_id, number, oss2.utils.SizedFileAdapter(f, length),
+                        progress_callback=progress_of(share)))
+                _check_etag(f"UploadPart {number}", where, answer.etag, md5.hex())
+                return oss2.models.PartInfo(number, answer.etag, size=length, part_crc=answer.crc)
+
+            return send
 
         try:
-            with ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="fsblob-part") as pool:
-                jobs = [pool.submit(send, n) for n in range(1, len(digest.parts) + 1)]
-                done, _ = wait(jobs, return_when=FIRST_EXCEPTION)
-                errors = [error for job in done if (error := job.exception()) is not None]
-                if errors:
-                    for job in jobs:  # parts not yet started are not sent
-                        job.cancel()
-                    raise errors[0]
-                parts = [job.result() for job in jobs]
+            parts = run([part(n) for n in range(1, len(digest.parts) + 1)], settings, callback,
+                        where, lambda i: f"part {i + 1}")
             call("CompleteMultipartUpload", where,
                  lambda: bucket.complete_multipart_upload(key, upload_id, parts))
         except BaseException:

@@ -27,20 +27,19 @@ which would resend a half-read body; fsblob's engine retries the whole upload.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import math
 import mimetypes
 import os
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from fsspec.asyn import sync
 from fsspec.callbacks import Callback
 
 from fsblob import integrity
-from fsblob.chunks import RangeMismatch, TransferSettings, s3_checksum_b64
+from fsblob.chunks import RangeMismatch, TransferSettings, run, s3_checksum_b64
 from fsblob.errors import StoreError
 
 T = TypeVar("T")
@@ -118,17 +117,7 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback, *,
     """Upload ``lpath`` to ``rpath`` on the s3fs filesystem ``fs``, streamed; in
     parts from ``settings.multipart_threshold`` on (default settings if ``None``);
     verified before it returns (see the module docstring)."""
-    sync(fs.loop, _put_file, fs, lpath, rpath, callback, settings or TransferSettings())
-    fs.invalidate_cache(rpath)
-
-
-def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: TransferSettings) -> None:
-    """The backend's upload of one file (:attr:`fsblob.store.Store.upload`)."""
-    put_file(fs, lpath, rpath, callback, settings=settings)
-
-
-async def _put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
-                    settings: TransferSettings) -> None:
+    settings = settings or TransferSettings()
     bucket, key, _ = fs.split_path(rpath)
     size = os.path.getsize(lpath)
     callback.set_size(size)
@@ -139,29 +128,46 @@ async def _put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
     # One read of the file, before sending: fsblob's CRC32 goes in the object's
     # metadata (a header, so it must be known first), and the parts' CRC32s go to
     # botocore, which then does not hash the bodies again.
-    digest = await asyncio.to_thread(integrity.digest_file, lpath, None if single else part_size,
-                                     settings.max_concurrency)
+    digest = integrity.digest_file(lpath, None if single else part_size, settings.max_concurrency)
     extra: dict[str, Any] = {"Metadata": {integrity.META_KEY: integrity.encode_crc(digest.crc32)}}
     content_type, _ = mimetypes.guess_type(lpath)
     if content_type:
         extra["ContentType"] = content_type
-    await fs.set_session()
-    s3 = await fs.get_s3(bucket)
+    s3 = sync(fs.loop, _client, fs, bucket)
     where = f"s3://{bucket}/{key}"
     checked: list[str] = []
     if single:
-        with FileWindow(lpath, 0, size, callback) as body:
-            answer = await call("PutObject", where, s3.put_object(
-                Bucket=bucket, Key=key, Body=body, ChecksumCRC32=s3_checksum_b64(digest.crc32),
-                **extra))
-        if _md5_etag(answer, answer.get("ETag", "")) is not None:
-            _compare("PutObject", where, "ETag (the MD5 of the bytes stored)",
-                     _md5_etag(answer, answer["ETag"]), digest.md5)
-            checked.append("MD5 ETag")
+        def put(share: Callback) -> None:
+            with FileWindow(lpath, 0, size, share) as body:
+                answer = sync(fs.loop, call, "PutObject", where, s3.put_object(
+                    Bucket=bucket, Key=key, Body=body,
+                    ChecksumCRC32=s3_checksum_b64(digest.crc32), **extra))
+            _check_put(answer, where, digest, checked)
+
+        run([put], settings, callback, where, lambda _: "PutObject")
     else:
-        await _put_multipart(s3, bucket, key, lpath, digest, callback, part_size,
-                             settings.max_concurrency, extra, checked)
-    await _check_stored(s3, bucket, key, digest, checked)
+        _put_multipart(fs, s3, bucket, key, lpath, digest, callback, part_size, settings,
+                       extra, checked)
+    sync(fs.loop, _check_stored, s3, bucket, key, digest, checked)
+    fs.invalidate_cache(rpath)
+
+
+def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: TransferSettings) -> None:
+    """The backend's upload of one file (:attr:`fsblob.store.Store.upload`)."""
+    put_file(fs, lpath, rpath, callback, settings=settings)
+
+
+async def _client(fs: Any, bucket: str) -> Any:
+    await fs.set_session()
+    return await fs.get_s3(bucket)
+
+
+def _check_put(answer: Mapping[str, Any], where: str, digest: integrity.FileDigest,
+               checked: list[str]) -> None:
+    etag = _md5_etag(answer, answer.get("ETag", ""))
+    if etag is not None:
+        _compare("PutObject", where, "ETag (the MD5 of the bytes stored)", etag, digest.md5)
+        checked[:] = ["MD5 ETag"]
 
 
 def _md5_etag(answer: Mapping[str, Any], etag: str) -> str | None:
@@ -207,45 +213,46 @@ def store_error(operation: str, where: str, exc: Any) -> Exception:
     return StoreError(message, operation=operation, code=code, status=status)
 
 
-async def _put_multipart(s3: Any, bucket: str, key: str, lpath: str,
-                         digest: integrity.FileDigest, callback: Callback, part_size: int,
-                         in_flight: int, extra: dict[str, Any], checked: list[str]) -> None:
+def _put_multipart(fs: Any, s3: Any, bucket: str, key: str, lpath: str,
+                   digest: integrity.FileDigest, callback: Callback, part_size: int,
+                   settings: TransferSettings, extra: dict[str, Any], checked: list[str]) -> None:
+    """The parts through :func:`fsblob.chunks.run` (a part that fails, or arrives
+    damaged, is sent again alone), then CompleteMultipartUpload; aborted on failure."""
     where = f"s3://{bucket}/{key}"
-    size = digest.size
-    upload = await call("CreateMultipartUpload", where, s3.create_multipart_upload(
+    upload = sync(fs.loop, call, "CreateMultipartUpload", where, s3.create_multipart_upload(
         Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT", **extra))
     upload_id = upload["UploadId"]
-    slots = asyncio.Semaphore(in_flight)
     md5_etags = [True]
 
-    async def send(number: int) -> dict[str, Any]:
-        start = (number - 1) * part_size
-        crc, md5, length = digest.parts[number - 1]
-        async with slots:
-            with FileWindow(lpath, start, length, callback) as body:
-                answer = await call(f"UploadPart {number}", where, s3.upload_part(
+    def part(number: int) -> Callable[[Callback], dict[str, Any]]:
+        def send(share: Callback) -> dict[str, Any]:
+            crc, md5, length = digest.parts[number - 1]
+            with FileWindow(lpath, (number - 1) * part_size, length, share) as body:
+                answer = sync(fs.loop, call, f"UploadPart {number}", where, s3.upload_part(
                     Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
                     ChecksumCRC32=s3_checksum_b64(crc)))
-        etag = _md5_etag(answer, answer.get("ETag", ""))
-        if etag is None:
-            md5_etags[0] = False
-        else:  # the store's MD5 of the part it received: the part arrived whole
-            _compare(f"UploadPart {number}", where, "part ETag", etag, md5.hex())
-        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC32": s3_checksum_b64(crc)}
+            etag = _md5_etag(answer, answer.get("ETag", ""))
+            if etag is None:
+                md5_etags[0] = False
+            else:  # the store's MD5 of the part it received: the part arrived whole
+                _compare(f"UploadPart {number}", where, "part ETag", etag, md5.hex())
+            return {"PartNumber": number, "ETag": answer["ETag"],
+                    "ChecksumCRC32": s3_checksum_b64(crc)}
 
-    tasks = [asyncio.ensure_future(send(n)) for n in range(1, len(digest.parts) + 1)]
+        return send
+
     try:
-        parts = await asyncio.gather(*tasks)
-        answer = await call("CompleteMultipartUpload", where, s3.complete_multipart_upload(
-            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts},
-            ChecksumCRC32=s3_checksum_b64(digest.crc32), ChecksumType="FULL_OBJECT",
-            MpuObjectSize=size))
+        parts = run([part(n) for n in range(1, len(digest.parts) + 1)], settings, callback,
+                    where, lambda i: f"part {i + 1}")
+        answer = sync(fs.loop, call, "CompleteMultipartUpload", where,
+                      s3.complete_multipart_upload(
+                          Bucket=bucket, Key=key, UploadId=upload_id,
+                          MultipartUpload={"Parts": parts},
+                          ChecksumCRC32=s3_checksum_b64(digest.crc32),
+                          ChecksumType="FULL_OBJECT", MpuObjectSize=digest.size))
     except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         try:
-            await s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            sync(fs.loop, s3.abort_multipart_upload, Bucket=bucket, Key=key, UploadId=upload_id)
         except Exception as exc:  # the upload's own error is the one to raise
             log.warning("could not abort multipart upload of %s/%s: %s", bucket, key,
                         type(exc).__name__)

@@ -354,3 +354,20 @@ def test_a_same_size_replacement_during_a_ranged_download_is_not_mixed_in(
     got = Path(manager.download("model.bin", tmp_path / "out",
                                 callback=_ReplaceOnce(lambda: fs.pipe_file(path, new))))
     assert got.read_bytes() in (old, new), "a download mixed two versions"
+
+
+def test_a_namenode_without_xattrs_stores_and_says_downloads_are_not_verified(
+        webhdfs_case: Case, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``dfs.namenode.xattrs.enabled=false``: the upload goes through (and says the
+    checksum is not stored); downloads check size and version, and say so."""
+    src = _write(tmp_path / "a.bin", 5000)
+    caplog.set_level(logging.INFO, logger="fsblob")
+    webhdfs_case.server.xattrs = False
+    try:
+        uri = webhdfs_case.make().upload(src)
+    finally:
+        webhdfs_case.server.xattrs = True
+    assert "fsblob's checksum is not stored" in caplog.text
+    got = webhdfs_case.make().download(uri, tmp_path / "out")
+    assert Path(got).read_bytes() == src.read_bytes()
+    assert "not verified: size only" in caplog.text and "verified by" not in caplog.text

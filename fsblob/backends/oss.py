@@ -63,7 +63,6 @@ def store(config: Mapping[str, Any]) -> Store:
         root=root,
         storage_options=options,
         legacy_prefixes={f"{bucket}.{host}": bucket},
-        etag=_etag,
         prepare=functools.partial(_prepare, bucket=bucket),
         meta=meta,
         read_range=read_range,
@@ -141,9 +140,3 @@ def _prepare(fs: Any, *, bucket: str) -> None:
         if retry.is_transient(exc) or retry.is_tls_failure(exc):
             raise
         # e.g. 403: this key may not read the bucket's info; its objects will tell
-
-
-def _etag(fs: Any, path: str) -> str:
-    """The object's ETag (ossfs's ``info`` leaves it out), from one HEAD request."""
-    bucket, key = fs.split_path(path)
-    return fs._call_oss("get_object_meta", key, bucket=bucket).etag

@@ -98,10 +98,8 @@ def store(config: Mapping[str, Any]) -> Store:
         root=root,
         storage_options=options,
         md5_etag=True,
-        put_file=s3_upload.put_file,
         get_options={"max_concurrency": 1},  # one streamed GET: fastest, and constant memory
         engine_options={"config_kwargs": engine},
-        stat=_stat,
         meta=meta,
         read_range=read_range,
         upload=s3_upload.upload,
@@ -136,19 +134,6 @@ def _opaque(head: Mapping[str, Any]) -> bool:
     """Whether the object's ETag is not the MD5 of its bytes (KMS or customer key)."""
     return (head.get("ServerSideEncryption") in OPAQUE_ETAG_ENCRYPTION
             or bool(head.get("SSECustomerAlgorithm")))
-
-
-def _stat(fs: Any, path: str) -> dict[str, Any]:
-    """``fs.info(path)`` of an object, from one HEAD."""
-    bucket, key, _ = fs.split_path(path)
-    if not key:
-        return fs.info(path)
-    head = _head(fs, path)
-    if head is None:
-        return {"name": f"{bucket}/{key}", "type": "directory", "size": 0}
-    return {"name": f"{bucket}/{key}", "type": "file", "size": head["ContentLength"],
-            "ETag": head.get("ETag", ""), "LastModified": head.get("LastModified"),
-            "VersionId": head.get("VersionId")}
 
 
 def meta(fs: Any, path: str) -> integrity.Meta:

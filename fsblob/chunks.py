@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -274,7 +275,7 @@ def run(tasks: Sequence[Callable[[Share], T]], settings: TransferSettings, callb
     order. A task that fails with a transient error or a mismatch (a short range, a
     part damaged on the way) runs again alone, up to :data:`PART_TRIES` times; any
     other failure, or :class:`ObjectChanged`, cancels the rest and is raised."""
-    from fsblob.retry import is_transient
+    from fsblob.retry import is_transient, operation_end
 
     lock = threading.Lock()
 
@@ -287,10 +288,15 @@ def run(tasks: Sequence[Callable[[Share], T]], settings: TransferSettings, callb
                 raise
             except Exception as exc:
                 share.take_back()
-                if attempt == PART_TRIES or not (is_transient(exc) or isinstance(exc, RangeMismatch)):
+                pause = 0.1 * 2**attempt
+                end = operation_end()  # the retry deadline bounds these tries too
+                if (attempt == PART_TRIES
+                        or not (is_transient(exc) or isinstance(exc, RangeMismatch))
+                        or (end is not None and time.monotonic() + pause > end)):
                     raise
                 log.info("%s: %s failed (%s), trying it again alone", what, name(index),
                          type(exc).__name__)
+                time.sleep(pause)
         raise AssertionError("unreachable")
 
     if len(tasks) == 1:

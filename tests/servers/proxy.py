@@ -278,8 +278,8 @@ class FaultProxy:
             self._kill_budget = nbytes
 
     def corrupt_next(self, n: int) -> None:
-        """Flip the first byte of the next ``n`` successful object GET bodies
-        (GETs without a query: not listings)."""
+        """Flip the first byte of the next ``n`` successful object GET bodies, whole
+        or ranged (GETs without a query: not listings): one range each."""
         with self._lock:
             self._corrupt_left = n
 

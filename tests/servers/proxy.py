@@ -229,14 +229,17 @@ class FaultProxy:
             with self._lock:
                 self._kill_budget = None
                 live, self._sockets = list(self._sockets), weakref.WeakSet()
-            if server is not None:
-                server.shutdown()
-                server.server_close()
+            # Cut the live connections first: server.shutdown() waits for the accept
+            # loop (up to half a second), and meanwhile they would stream on, past
+            # kill_after's budget, as if the server had not died.
             for sock in live:
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+            if server is not None:
+                server.shutdown()
+                server.server_close()
 
     def __enter__(self) -> FaultProxy:
         self.start()

@@ -371,3 +371,36 @@ def test_a_namenode_without_xattrs_stores_and_says_downloads_are_not_verified(
     got = webhdfs_case.make().download(uri, tmp_path / "out")
     assert Path(got).read_bytes() == src.read_bytes()
     assert "not verified: size only" in caplog.text and "verified by" not in caplog.text
+
+
+class _ReplaceAfterPut:
+    """Another uploader's PutObject lands right after ours, before our check."""
+
+    def __init__(self) -> None:
+        self.armed = True
+
+    def on_request(self, req: Any, upstream: Any) -> None:
+        return None
+
+    def on_response(self, req: Any, resp: Any, upstream: Any) -> None:
+        if (self.armed and req.method == "PUT" and "uploadId" not in req.path
+                and resp.status == 200):
+            self.armed = False
+            signed = {"authorization": "AWS test:test"}  # moto checks no signature
+            upstream.call("PUT", req.path.split("?")[0], signed, b"another uploader's bytes")
+
+
+def test_an_upload_replaced_right_after_it_is_no_failure(moto_server: Any, s3_case: Case,
+                                                         tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """The check after the upload reads the object If-Match the ETag the store
+    answered: a later upload's object is neither compared nor a reason to upload again."""
+    src = _write(tmp_path / "a.bin", 5000)
+    caplog.set_level(logging.INFO, logger="fsblob")
+    with FaultProxy(moto_server.url, translator=_ReplaceAfterPut()) as proxy:
+        manager = s3_case.make(endpoint_url=proxy.url, retries=0)
+        uri = manager.upload(src)
+        assert proxy.count("PUT") == 1, "uploaded again"
+        with fsspec.open(uri, "rb", **manager.storage_options) as f:
+            assert f.read() == b"another uploader's bytes"
+    assert "was replaced by another upload right after this one" in caplog.text

@@ -84,7 +84,7 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
             _check_etag("PutObject", where, answer.etag, digest.md5)
             return answer
 
-        run([put], settings, callback, where, lambda _: "PutObject")
+        ours = run([put], settings, callback, where, lambda _: "PutObject")[0].etag
         checked.append("MD5 ETag")
     else:
         upload_id = call("InitiateMultipartUpload", where,
@@ -106,8 +106,8 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
         try:
             parts = run([part(n) for n in range(1, len(digest.parts) + 1)], settings, callback,
                         where, lambda i: f"part {i + 1}")
-            call("CompleteMultipartUpload", where,
-                 lambda: bucket.complete_multipart_upload(key, upload_id, parts))
+            ours = call("CompleteMultipartUpload", where,
+                        lambda: bucket.complete_multipart_upload(key, upload_id, parts)).etag
         except BaseException:
             try:
                 bucket.abort_multipart_upload(key, upload_id)
@@ -116,7 +116,14 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
             raise
         checked.append(f"{len(parts)} part MD5 ETags")
     fs.invalidate_cache(rpath)
-    head = call("HeadObject", where, lambda: bucket.head_object(key))
+    try:  # If-Match this upload's ETag: a later upload's object is no failure of this one
+        head = call("HeadObject", where, lambda: bucket.head_object(
+            key, headers={"If-Match": f'"{ours}"'} if ours else None))
+    except StoreError as exc:
+        if exc.http_status != 412:
+            raise
+        log.info("%s was replaced by another upload right after this one", where)
+        return
     if head.content_length != size:
         raise RangeMismatch(f"{where} holds {head.content_length} bytes after the upload; "
                             f"the file has {size}")

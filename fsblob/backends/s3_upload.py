@@ -136,6 +136,7 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback, *,
     s3 = sync(fs.loop, _client, fs, bucket)
     where = f"s3://{bucket}/{key}"
     checked: list[str] = []
+    ours: list[str | None] = [None]  # the ETag the store answered for this upload
     if single:
         def put(share: Callback) -> None:
             with FileWindow(lpath, 0, size, share) as body:
@@ -143,12 +144,13 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback, *,
                     Bucket=bucket, Key=key, Body=body,
                     ChecksumCRC32=s3_checksum_b64(digest.crc32), **extra))
             _check_put(answer, where, digest, checked)
+            ours[:] = [answer.get("ETag")]
 
         run([put], settings, callback, where, lambda _: "PutObject")
     else:
-        _put_multipart(fs, s3, bucket, key, lpath, digest, callback, part_size, settings,
-                       extra, checked)
-    sync(fs.loop, _check_stored, s3, bucket, key, digest, checked)
+        ours[0] = _put_multipart(fs, s3, bucket, key, lpath, digest, callback, part_size,
+                                 settings, extra, checked)
+    sync(fs.loop, _check_stored, s3, bucket, key, digest, checked, ours[0])
     fs.invalidate_cache(rpath)
 
 
@@ -215,7 +217,8 @@ def store_error(operation: str, where: str, exc: Any) -> Exception:
 
 def _put_multipart(fs: Any, s3: Any, bucket: str, key: str, lpath: str,
                    digest: integrity.FileDigest, callback: Callback, part_size: int,
-                   settings: TransferSettings, extra: dict[str, Any], checked: list[str]) -> None:
+                   settings: TransferSettings, extra: dict[str, Any],
+                   checked: list[str]) -> str | None:
     """The parts through :func:`fsblob.chunks.run` (a part that fails, or arrives
     damaged, is sent again alone), then CompleteMultipartUpload; aborted on failure."""
     where = f"s3://{bucket}/{key}"
@@ -263,18 +266,28 @@ def _put_multipart(fs: Any, s3: Any, bucket: str, key: str, lpath: str,
         if etag is not None and "-" in etag:
             _compare("CompleteMultipartUpload", where, "multipart ETag", etag, digest.multipart_etag)
             checked.append("multipart ETag")
+    return answer.get("ETag")
 
 
 async def _check_stored(s3: Any, bucket: str, key: str, digest: integrity.FileDigest,
-                        checked: list[str]) -> None:
+                        checked: list[str], etag: str | None) -> None:
     """Compare what the store now holds with the file, before the upload is reported
     done: its size, fsblob's CRC32 in its metadata, and the store's own CRC32 where
     it reports one: ``FULL_OBJECT`` (or a single part's) against the file's CRC32,
     ``COMPOSITE`` (``"...-N"``) against the CRC32 of the parts' CRC32s. A store that
-    accepted a wrong CRC32 without checking it is caught by the part ETags above."""
+    accepted a wrong CRC32 without checking it is caught by the part ETags above.
+    ``If-Match`` the ETag the store answered: another upload that replaced the
+    object meanwhile is no failure of this one."""
     where = f"s3://{bucket}/{key}"
-    head = await call("HeadObject", where, s3.head_object(Bucket=bucket, Key=key,
-                                                          ChecksumMode="ENABLED"))
+    try:
+        head = await call("HeadObject", where, s3.head_object(
+            Bucket=bucket, Key=key, ChecksumMode="ENABLED", **({"IfMatch": etag} if etag else {})))
+    except StoreError as exc:
+        if exc.http_status != 412:
+            raise
+        log.info("%s was replaced by another upload right after this one (checked: %s)",
+                 where, ", ".join(checked) or "nothing")
+        return
     if head.get("ContentLength") != digest.size:
         raise RangeMismatch(f"{where} holds {head.get('ContentLength')} bytes after the upload; "
                             f"the file has {digest.size}")

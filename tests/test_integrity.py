@@ -315,6 +315,11 @@ def test_a_refused_completion_names_the_operation_and_the_code(s3_case: Case,
         with pytest.raises(BlobTransferError, match="UploadPart [0-9]: NoSuchUpload") as info:
             s3_case.make(**MULTIPART).upload(src)
         assert not isinstance(info.value, BlobNotFoundError), "an upload's 404 is no missing artifact"
+        # a store that checks Content-MD5 refuses a damaged part: it is sent again alone
+        s3_proxy.fail_next(1, 400, code="BadDigest",
+                           when=lambda method, path: method == "PUT" and "partNumber=2" in path)
+        s3_case.make(**MULTIPART, retries=0).upload(src)
+        assert s3_proxy.count("PUT", "partNumber=2") >= 3
     finally:
         s3_proxy.fail_next(0)
 

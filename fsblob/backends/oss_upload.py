@@ -18,6 +18,7 @@ failed upload is aborted, so no parts are left behind.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 from collections.abc import Callable
@@ -79,7 +80,8 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
         def put(share: Callback) -> Any:
             with open(lpath, "rb") as f:
                 answer = call("PutObject", where, lambda: bucket.put_object(
-                    key, oss2.utils.SizedFileAdapter(f, size), headers=headers,
+                    key, oss2.utils.SizedFileAdapter(f, size),
+                    headers={**headers, "Content-MD5": _b64(digest.parts[0][1])},
                     progress_callback=progress_of(share)))
             _check_etag("PutObject", where, answer.etag, digest.md5)
             return answer
@@ -97,6 +99,7 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
                     f.seek((number - 1) * part_size)
                     answer = call(f"UploadPart {number}", where, lambda: bucket.upload_part(
                         key, upload_id, number, oss2.utils.SizedFileAdapter(f, length),
+                        headers={"Content-MD5": _b64(md5)},
                         progress_callback=progress_of(share)))
                 _check_etag(f"UploadPart {number}", where, answer.etag, md5.hex())
                 return oss2.models.PartInfo(number, answer.etag, size=length, part_crc=answer.crc)
@@ -138,6 +141,11 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
     log.info("uploaded %s (%d bytes), checked: %s", where, size, ", ".join(["size", *checked]))
 
 
+def _b64(digest: bytes) -> str:
+    """Content-MD5: OSS refuses a damaged body (BadDigest) before storing it."""
+    return base64.b64encode(digest).decode()
+
+
 def _check_etag(operation: str, where: str, etag: str, md5: str) -> None:
     """The ETag OSS answers for a PutObject or a part is the MD5 of what it received
     (unless encrypted with KMS: then not 32 hex digits, and not compared)."""
@@ -165,6 +173,8 @@ def store_error(operation: str, where: str, exc: Any) -> Exception:
     status = getattr(exc, "status", None)
     code = getattr(exc, "code", "") or f"HTTP {status}"
     message = f"{operation}: {code}: {getattr(exc, 'message', '') or 'no message'} ({where})"
+    if code == "BadDigest":  # the body did not match its Content-MD5: damaged on the way
+        return RangeMismatch(message)
     if operation in ("GetObject", "HeadObject") and status == 404 and code != "NoSuchBucket":
         return FileNotFoundError(message)
     if status == 403:

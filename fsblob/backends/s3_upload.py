@@ -27,6 +27,7 @@ which would resend a half-read body; fsblob's engine retries the whole upload.
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import math
@@ -141,7 +142,7 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback, *,
         def put(share: Callback) -> None:
             with FileWindow(lpath, 0, size, share) as body:
                 answer = sync(fs.loop, call, "PutObject", where, s3.put_object(
-                    Bucket=bucket, Key=key, Body=body,
+                    Bucket=bucket, Key=key, Body=body, ContentMD5=_b64(digest.parts[0][1]),
                     ChecksumCRC32=s3_checksum_b64(digest.crc32), **extra))
             _check_put(answer, where, digest, checked)
             ours[:] = [answer.get("ETag")]
@@ -157,6 +158,11 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback, *,
 def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: TransferSettings) -> None:
     """The backend's upload of one file (:attr:`fsblob.store.Store.upload`)."""
     put_file(fs, lpath, rpath, callback, settings=settings)
+
+
+def _b64(digest: bytes) -> str:
+    """Content-MD5: a store that checks it refuses a damaged body before storing it."""
+    return base64.b64encode(digest).decode()
 
 
 async def _client(fs: Any, bucket: str) -> Any:
@@ -208,6 +214,8 @@ def store_error(operation: str, where: str, exc: Any) -> Exception:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     code = error.get("Code") or f"HTTP {status}"
     message = f"{operation}: {code}: {error.get('Message') or 'no message'} ({where})"
+    if code == "BadDigest":  # the body did not match its Content-MD5: damaged on the way
+        return RangeMismatch(message)
     if operation in ("GetObject", "HeadObject") and status == 404 and code != "NoSuchBucket":
         return FileNotFoundError(message)
     if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
@@ -233,7 +241,7 @@ def _put_multipart(fs: Any, s3: Any, bucket: str, key: str, lpath: str,
             with FileWindow(lpath, (number - 1) * part_size, length, share) as body:
                 answer = sync(fs.loop, call, f"UploadPart {number}", where, s3.upload_part(
                     Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
-                    ChecksumCRC32=s3_checksum_b64(crc)))
+                    ContentMD5=_b64(md5), ChecksumCRC32=s3_checksum_b64(crc)))
             etag = _md5_etag(answer, answer.get("ETag", ""))
             if etag is None:
                 md5_etags[0] = False

@@ -409,3 +409,16 @@ def test_an_upload_replaced_right_after_it_is_no_failure(moto_server: Any, s3_ca
         with fsspec.open(uri, "rb", **manager.storage_options) as f:
             assert f.read() == b"another uploader's bytes"
     assert "was replaced by another upload right after this one" in caplog.text
+
+
+def test_webhdfs_bytes_damaged_on_the_way_up_are_caught_by_the_next_download(
+        webhdfs_case: Case, tmp_path: Path) -> None:
+    """The documented gap: a WebHDFS upload is checked by size only (HDFS's own
+    checksum needs CRC32C), but the CRC32 in its xattr is of the bytes sent, so the
+    first download refuses the damaged file instead of returning it."""
+    src = _write(tmp_path / "a.bin", 300_000)
+    webhdfs_case.server.corrupt_upload_next(1)
+    uri = webhdfs_case.make().upload(src)
+    with pytest.raises(BlobIntegrityError, match="fsblob's CRC32"):
+        webhdfs_case.make(retries=0).download(uri, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []

@@ -152,6 +152,7 @@ class WebHdfsServer:
         self.redirect = redirect
         self.xattrs = True
         self._corrupt_left = 0
+        self._corrupt_upload_left = 0
         """Whether SETXATTR is accepted (``dfs.namenode.xattrs.enabled``)."""
         self.requests: list[tuple[str, str, str]] = []
         """(HTTP method, op, HDFS path) per request; datanode legs use op "DN:<OP>"."""
@@ -234,6 +235,12 @@ class WebHdfsServer:
         bodies received) have passed, behave like :meth:`stop`."""
         with self._lock:
             self._kill_budget = nbytes
+
+    def corrupt_upload_next(self, n: int) -> None:
+        """Flip the first byte of the next ``n`` datanode CREATE/APPEND bodies, stored
+        as received (HDFS checks nothing a WebHDFS client did not send)."""
+        with self._lock:
+            self._corrupt_upload_left = n
 
     def corrupt_next(self, n: int) -> None:
         """Flip the first byte of the next ``n`` datanode OPEN bodies (one range each)."""
@@ -562,8 +569,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _write(self, hpath: str, mode: str) -> None:
         """Stream the request body into the file, charging kill_after."""
         srv = self.server.owner
+        with srv._lock:
+            corrupt, srv._corrupt_upload_left = (srv._corrupt_upload_left > 0,
+                                                 max(srv._corrupt_upload_left - 1, 0))
         with open(srv.local(hpath), mode) as f:
             for chunk in self._body():
+                if corrupt and chunk:
+                    chunk, corrupt = bytes([chunk[0] ^ 0xFF]) + chunk[1:], False
                 allowed, killed = srv._account(len(chunk))
                 f.write(chunk[:allowed])
                 if killed:

@@ -51,6 +51,31 @@ class BlobIntegrityError(BlobTransferError):
     transient = True
 
 
+class StoreError(OSError):
+    """The store refused a request: the message names the operation and the store's
+    error code (``"CompleteMultipartUpload: InvalidPart: ..."``). Raised by backends;
+    the manager reports it as a :class:`BlobTransferError` naming it, after retrying
+    it when the status is one worth retrying (5xx, 429, 408).
+
+    Attributes:
+        operation: the store's name of the request (``"UploadPart 3"``).
+        code: the store's error code (``"InvalidPart"``, ``"NoSuchUpload"``).
+        http_status: the HTTP status, if known (not ``status``: a 404 of an upload,
+            ``NoSuchUpload``, is not a missing artifact).
+
+    Raise it outside the ``except`` block that caught the client's error, so that
+    the client's 404 is not its context either.
+    """
+
+    def __init__(self, message: str, *, operation: str, code: str, status: int | None) -> None:
+        super().__init__(message)
+        self.operation, self.code, self.http_status = operation, code, status
+
+    @property
+    def transient(self) -> bool:  # read by fsblob.retry.is_transient
+        return self.http_status in (408, 429, 500, 502, 503, 504)
+
+
 class InvalidPathError(BlobError, ValueError):
     """A path or URI is malformed (empty, NUL bytes, ``..`` segments, too long)."""
 

@@ -219,7 +219,7 @@ class FsspecBlobManager(BlobManager):
         src = Path(_fspath(local_file_path, "local_file_path"))
         if not src.exists():
             raise BlobNotFoundError(f"{self._name}: cannot upload {src}: no such file or directory")
-        if src.is_dir() and self._store.protocol in ("file", "local"):
+        if src.is_dir() and self._store.local_paths:
             root, here = os.path.realpath(self._store.root), str(src.resolve())
             if root == here or root.startswith(here.rstrip("/") + "/"):
                 raise InvalidPathError(
@@ -266,7 +266,10 @@ class FsspecBlobManager(BlobManager):
         """Fetch a stored file (or directory) to ``<local_dir>/<basename>``.
 
         The bytes go to a hidden temporary sibling and are renamed into place only
-        once complete and verified (size, and MD5 where the store's ETag is one).
+        once complete and checked: its size always, its bytes against fsblob's own CRC32
+        (stored with every object fsblob writes) or else the store's full-object
+        checksum, multipart ETag or MD5 ETag, as they stream past (see
+        :mod:`fsblob.integrity`; the log says which check was made, or that none could be).
         Threads and processes of this host fetching the same URI to the same place
         transfer it once; a local copy that still matches the remote object is
         reused, a truncated, edited or stale one is fetched again.

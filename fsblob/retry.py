@@ -25,8 +25,9 @@ from __future__ import annotations
 import errno
 import logging
 import ssl
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import tenacity
@@ -104,8 +105,10 @@ class RetryPolicy:
             reraise=True,
         )
 
+        limits = replace(self.limits, retry_until=time.monotonic() + self.deadline)
+
         def attempt() -> T:
-            with stall.attempt(self.limits):
+            with stall.attempt(limits):
                 return fn()
 
         try:

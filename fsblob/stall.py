@@ -41,11 +41,15 @@ class Limits:
             (``stall_timeout``); also each socket read's and write's timeout.
         connect: seconds to connect.
         floor: bytes per second below which a request is stalled.
+        retry_until: the ``time.monotonic()`` after which no retry starts (the
+            operation's ``retry_deadline``), also for a part or range tried again
+            alone; ``None`` outside an operation.
     """
 
     stall: float = STALL_TIMEOUT
     connect: float = CONNECT_TIMEOUT
     floor: float = LOW_SPEED
+    retry_until: float | None = None
 
     @property
     def cleanup(self) -> Limits:

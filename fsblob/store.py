@@ -8,13 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-#: Protocols whose single-object writes are atomic (an object appears whole or not
-#: at all), so fsblob writes there directly. Elsewhere it writes a temporary
-#: sibling and renames it into place.
-ATOMIC_PUT_PROTOCOLS = frozenset(
-    {"s3", "s3a", "oss", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"}
-)
-
 _SECRET_KEY = re.compile(r"secret|token|password|passwd|credential|(^|_)key($|_)", re.I)
 
 
@@ -76,6 +69,24 @@ class Store:
             ``(fs, root) -> list[Upload]`` of the unfinished ones below ``root``
             (``gc`` aborts those older than its grace period).
         abort_upload: ``(fs, upload) -> None``, aborting one of them.
+        meta: the backend's stat of one object, ``(fs, path) ->``
+            :class:`~fsblob.integrity.Meta`: size, ETag, version, fsblob's CRC32
+            and the store's own checksums (raises ``FileNotFoundError``; a
+            directory is ``Meta(is_dir=True)``). Without it the engine reads
+            ``fs.info``.
+        read_range: the backend's byte path for downloads, ``(fs, path, meta, start,
+            end, feed)``: sends bytes ``start`` to ``end`` (exclusive) of the version
+            ``meta`` describes to ``feed`` in pieces, and raises
+            :class:`~fsblob.chunks.ObjectChanged` if that version is gone (If-Match).
+            Without it: fsspec's ranged ``cat_file``, pinned by re-reading the stat.
+        upload: the backend's byte path for uploads, ``(fs, lpath, rpath, callback,
+            settings)``: writes the file with fsblob's checksum in the store's
+            metadata and verifies what the store holds before returning.
+        ranged_reads: whether parallel ranged reads can be faster than one stream.
+        local_paths: the root is a directory of this host (``os`` calls apply).
+        atomic_writes: whether a single write is atomic (an object appears whole or
+            not at all); ``None``: decided by the protocol, as the generic backend
+            knows them (:data:`fsblob.backends.generic.ATOMIC_PUT_PROTOCOLS`).
     """
 
     protocol: str
@@ -95,6 +106,12 @@ class Store:
     stat: Callable[[Any, str], Mapping[str, Any]] | None = None
     list_uploads: Callable[[Any, str], list[Upload]] | None = None
     abort_upload: Callable[[Any, Upload], None] | None = None
+    meta: Callable[[Any, str], Any] | None = None
+    read_range: Callable[[Any, str, Any, int, int, Callable[[bytes], None]], None] | None = None
+    upload: Callable[[Any, str, str, Any, Any], None] | None = None
+    ranged_reads: bool = True
+    local_paths: bool = False
+    atomic_writes: bool | None = None
 
     def uri(self, path: str) -> str:
         """The URI of a filesystem path of this store."""
@@ -104,6 +121,11 @@ class Store:
     @property
     def atomic_put(self) -> bool:
         """Whether a single write to this store is atomic."""
+        if self.atomic_writes is not None:
+            return self.atomic_writes
+        # the protocols' nature is a backend's knowledge, not the engine's
+        from fsblob.backends.generic import ATOMIC_PUT_PROTOCOLS
+
         return self.protocol in ATOMIC_PUT_PROTOCOLS
 
     @property

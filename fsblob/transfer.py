@@ -23,8 +23,7 @@ from typing import Any
 import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from fsblob import chunks, local_copy, paths, stall, versions
-from fsblob.backends import oss_upload, s3_upload
+from fsblob import chunks, integrity, local_copy, paths, stall, versions
 from fsblob.errors import BlobIntegrityError, PathOutsideRootError
 from fsblob.retry import is_not_found
 from fsblob.store import Store
@@ -64,19 +63,16 @@ class Transfer:
     # -- downloads ----------------------------------------------------------------------
 
     def fetch_file(self, path: str, dest: Path, callback: Callback,
-                   info: Mapping[str, Any]) -> None:
-        """Bring ``dest`` up to date with the remote file ``path``, whose ``info``
-        (one stat) the caller has (and holds the lock of ``dest``)."""
-        if self.store.etag is not None:
-            info = {**info, "etag": self.store.etag(self.fs, path)}
-        version = _version(info)
+                   meta: integrity.Meta) -> None:
+        """Bring ``dest`` up to date with the remote file ``path``, whose ``meta``
+        (one stat, :meth:`meta`) the caller has (and holds the lock of ``dest``)."""
+        version = meta.token()
         if self.copies.is_fresh(dest, version):
             log.info("%s is up to date", dest)
             return
         tmp = local_copy.temp_sibling(dest)
         try:
-            verified = self._get_file(path, tmp, callback, info.get("size"))
-            self._verify(tmp, info, hashed=verified)
+            self._download(path, tmp, meta, callback)
             self._put_in_place(tmp, dest, version)
         except BaseException:
             self._clean_strays(tmp)
@@ -174,7 +170,7 @@ class Transfer:
 
     def _replace(self, tmp: str, dest: str) -> None:
         """Rename a temporary over ``dest`` in one step, where the store can."""
-        if self.store.protocol in ("file", "local"):
+        if self.store.local_paths:
             os.replace(tmp, dest)  # atomic; never moves into a directory named like dest
         elif self.store.replace is not None:
             self.store.replace(self.fs, tmp, dest)
@@ -198,29 +194,29 @@ class Transfer:
                     self._discard(aside)
 
     def _put(self, src: Path, rpath: str, callback: Callback) -> None:
-        """Upload one file, with the store's own writer if it has one."""
-        if self.store.protocol in ("file", "local"):
-            local_copy.copy_file(src, Path(rpath), callback)
-        elif self.store.protocol == "oss" and self.settings.splits(src.stat().st_size):
-            oss_upload.put_file(self.fs, str(src), rpath, callback, self.settings)
-        elif self.store.put_file is None:
-            self.fs.put_file(str(src), rpath, callback=callback)
-        elif self.store.put_file is s3_upload.put_file:  # parts in flight per the settings
-            s3_upload.put_file(self.fs, str(src), rpath, callback, settings=self.settings)
-        else:
+        """Upload one file with the backend's byte path (which stores fsblob's
+        checksum and verifies the upload), else the filesystem's ``put_file``."""
+        if self.store.upload is not None:
+            try:
+                self.store.upload(self.fs, str(src), rpath, callback, self.settings)
+            except chunks.RangeMismatch as exc:  # the public type, from the public module
+                raise BlobIntegrityError(f"{self.backend}: {exc}") from None
+        elif self.store.put_file is not None:
             self.store.put_file(self.fs, str(src), rpath, callback)
+        else:
+            self.fs.put_file(str(src), rpath, callback=callback)
 
     def _get_file(self, rpath: str, lpath: Path, callback: Callback,
                   size: int | None = None) -> bool:
-        """Fetch one file: in parallel ranges from ``multipart_threshold`` on (then
-        return whether a store checksum verified it), else with the store's own
-        reader if it has one."""
-        if size is not None and self.settings.splits(size) and chunks.supports_ranges(
-                self.store.protocol):
-            return chunks.download(self.fs, self.store.protocol, rpath, str(lpath), size,
-                                   self.settings, callback)
-        if self.store.protocol in ("file", "local"):
+        """Fetch one file (its checks are the caller's: this returns ``False``, no
+        store checksum verified it): in parallel ranges from ``multipart_threshold``
+        on where the store gains from them, else in one stream."""
+        if self.store.local_paths:
             local_copy.copy_file(Path(rpath), lpath, callback)
+        elif size is not None and self.settings.splits(size) and self.store.ranged_reads:
+            meta = integrity.Meta(size)
+            chunks.fetch(self._reader(rpath, meta), str(lpath), self._ranges(meta, integrity.Check()),
+                         integrity.Check().hasher, self.settings, callback, self.store.uri(rpath))
         elif self.store.get_file is None:
             # The client opens with "wb": a placeholder truncated and rewritten is
             # flushed to disk at close on ext4, so it creates the file itself.
@@ -230,14 +226,95 @@ class Transfer:
             self.store.get_file(self.fs, rpath, str(lpath), callback)
         return False
 
+    def _meta(self, path: str) -> integrity.Meta:
+        """The backend's stat of one object (or directory)."""
+        if self.store.meta is not None:
+            return self.store.meta(self.fs, path)
+        info = dict(self.store.stat(self.fs, path) if self.store.stat else self.fs.info(path))
+        if self.store.etag is not None and info.get("type") != "directory":
+            info["etag"] = self.store.etag(self.fs, path)
+        return integrity.from_info(info, md5_etag=self.store.md5_etag)
+
+    def _download(self, path: str, tmp: Path, meta: integrity.Meta, callback: Callback) -> None:
+        """Fetch one object into ``tmp``, checked as it streams past (see
+        :mod:`fsblob.integrity`): one version of it, or raise."""
+        uri = self.store.uri(path)
+        size = meta.size or 0
+        part = self.settings.part_size(size)
+        check = integrity.choose(meta, fsblob_part=max(part, 5 * 2**20))
+        ranges = [(0, size)]
+        if self.store.ranged_reads and self.settings.splits(size) and check.ranged:
+            ranges = self._ranges(meta, check)
+        tmp.touch()
+        try:
+            what = self._read_checked(path, tmp, meta, check, ranges, callback)
+        except chunks.RangeMismatch as exc:  # the public type, from the public module
+            raise BlobIntegrityError(f"{self.backend}: {exc}") from None
+        got = tmp.stat().st_size
+        if self.store.local_paths:  # the stored file's mode, less the umask, as cp
+            tmp.chmod(os.stat(path).st_mode & 0o777 & ~local_copy.umask())
+        if check.verifies and what == check.name:
+            log.info("%s: %d bytes in %d range(s), verified by %s", uri, got, len(ranges), what)
+        else:
+            log.info("%s: %d bytes in %d range(s), not verified: %s (the store keeps no "
+                     "checksum of it)", uri, got, len(ranges), what)
+
+    def _read_checked(self, path: str, tmp: Path, meta: integrity.Meta, check: integrity.Check,
+                      ranges: list[tuple[int, int]], callback: Callback) -> str:
+        uri = self.store.uri(path)
+        hashes = chunks.fetch(self._reader(path, meta), str(tmp), ranges, check.hasher,
+                              self.settings, callback, uri)
+        if not meta.pinned:  # no If-Match: the object must be the same one at the end
+            self.fs.invalidate_cache(path)
+            try:
+                now = self._meta(path)
+            except FileNotFoundError:
+                raise chunks.ObjectChanged(f"{uri} was removed during the download") from None
+            if now.token() != meta.token():
+                raise chunks.ObjectChanged(f"{uri} changed during the download")
+        got = tmp.stat().st_size
+        if meta.size is not None and got != meta.size:
+            raise chunks.RangeMismatch(f"received {got} bytes of {uri}, expected {meta.size}")
+        return check.verify(hashes, uri)
+
+    def _ranges(self, meta: integrity.Meta, check: integrity.Check) -> list[tuple[int, int]]:
+        """Ranges for a parallel download: about one per connection with the backend's
+        streamed reader; ``multipart_chunksize`` each through ``cat_file``, which
+        holds a whole range in memory."""
+        size = meta.size or 0
+        part = (self.settings.part_size(size) if self.store.read_range is not None
+                else self.settings.multipart_chunksize)
+        return check.ranges(size, part)
+
+    def _reader(self, path: str, meta: integrity.Meta) -> chunks.Reader:
+        """How to read one range of ``path``: the backend's byte path, else fsspec's."""
+        fs = self.fs
+        if self.store.read_range is not None:
+            read_range = self.store.read_range
+            return lambda start, end, feed: read_range(fs, path, meta, start, end, feed)
+
+        def read(start: int, end: int, feed: Callable[[bytes], None]) -> None:
+            if start == 0 and end == meta.size:  # one stream
+                with fs.open(path, "rb") as f:
+                    while piece := f.read(chunks.PIECE):
+                        feed(piece)
+            elif getattr(fs, "async_impl", False):
+                from fsspec.asyn import sync
+
+                feed(sync(fs.loop, fs._cat_file, path, start=start, end=end))
+            else:
+                feed(fs.cat_file(path, start=start, end=end))
+
+        return read
+
     def _get_tree(self, targets: Mapping[str, Path], callback: Callback) -> None:
         """Fetch many files; in one call where the filesystem can overlap them."""
-        if self.store.protocol in ("file", "local"):
+        if self.store.local_paths:
             for rpath in targets:
                 self._confine_local(rpath)
         for rpath in targets:  # other processes wrote them: no stale listing may hide one
             self.fs.invalidate_cache(rpath)
-        if self.store.get_file is None and self.store.protocol not in ("file", "local"):
+        if self.store.get_file is None and not self.store.local_paths:
             self.fs.get(list(targets), [str(t) for t in targets.values()], callback=callback,
                         **self.store.get_options)
             return

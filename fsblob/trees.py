@@ -39,6 +39,7 @@ from fsspec.callbacks import Callback
 
 from fsblob import local_copy, versions
 from fsblob.errors import BlobIntegrityError, InvalidPathError
+from fsblob.integrity import Meta
 from fsblob.retry import is_not_found
 from fsblob.transfer import BATCH_FILE_SIZE, Transfer, _Bytes
 from fsblob.versions import Entry, LocalFile, Manifest, Pointer, VersionPath
@@ -51,7 +52,7 @@ class Current:
     """What a name holds now: a tree's pointer and manifest, a file, or nothing."""
 
     kind: str  # "tree", "file", "directory" (a tree another tool wrote), "none", "damaged"
-    info: Mapping[str, Any] | None = None
+    info: Meta | None = None
     manifest: Manifest | None = None
     problem: str = ""
 
@@ -75,14 +76,13 @@ class Trees:
         ``strict``, and is reported as ``kind="damaged"`` otherwise."""
         self.fs.invalidate_cache(path)
         try:
-            info = dict(self.store.stat(self.fs, path) if self.store.stat else self.fs.info(path))
+            info = self.t._meta(path)
         except FileNotFoundError:
             return Current("none")
-        if info.get("type") == "directory":
+        if info.is_dir:
             return Current("directory", info)
-        size = info.get("size")
         name = versions.name_of(self.root, path)
-        if name is None or size != versions.POINTER_SIZE:  # only these may be pointers
+        if name is None or info.size != versions.POINTER_SIZE:  # only these may be pointers
             return Current("file", info)
         data = self.t._cat(path)
         if not Pointer.is_pointer(data):

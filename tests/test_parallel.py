@@ -134,12 +134,14 @@ def test_s3_ranges_are_checked_against_the_stores_crc32_without_a_second_read(
 
 def test_oss_ranges_are_checked_against_the_stores_crc64(oss_case: Case, oss_server: Any,
                                                          tmp_path: Path) -> None:
-    """The emulator answers x-oss-hash-crc64ecma from its cache by ETag: make it
-    tell a wrong one, as a store with damaged bytes would."""
+    """An object another tool wrote (no fsblob checksum in its metadata) is checked
+    against OSS's CRC64. The emulator answers x-oss-hash-crc64ecma from its cache
+    by ETag: make it tell a wrong one, as a store with damaged bytes would."""
     manager = oss_case.make(**SMALL_PARTS, retries=1)
     src = tmp_path / "big.bin"
     src.write_bytes(_data(SIZE))
-    uri = manager.upload(src)
+    manager.fs.put_file(str(src), f"{OSS_BUCKET}/{oss_case.config['root_directory']}/big.bin")
+    uri = "big.bin"
     translator = oss_server.proxy.translator
     with translator._lock:
         for etag in translator._crcs:

@@ -116,15 +116,22 @@ def test_large_uploads_go_multipart_streamed_and_abort_on_failure(s3_case: Case,
 class OpaqueKmsEtags:
     """Real S3's answer for an object encrypted with SSE-KMS: its ETag is not the MD5
     of its bytes (moto's always is). Objects stored with that encryption get an
-    ETag that is a digest of something else, as on S3."""
+    ETag that is a digest of something else, as on S3, and conditions on it
+    (If-Match) hold as they do there."""
 
-    def on_request(self, req: object, upstream: object) -> None:
+    def __init__(self) -> None:
+        self.real: dict[str, str] = {}
+
+    def on_request(self, req: Any, upstream: object) -> None:
+        if req.headers.get("if-match") in self.real:
+            req.headers["if-match"] = self.real[req.headers["if-match"]]
         return None
 
     def on_response(self, req: object, resp: Any, upstream: object) -> None:
         if resp.headers.get("x-amz-server-side-encryption") == "aws:kms" and "etag" in resp.headers:
-            opaque = hashlib.md5(b"kms" + resp.headers["etag"].encode()).hexdigest()
-            resp.headers["etag"] = f'"{opaque}"'
+            opaque = f'"{hashlib.md5(b"kms" + resp.headers["etag"].encode()).hexdigest()}"'
+            self.real[opaque] = resp.headers["etag"]
+            resp.headers["etag"] = opaque
 
 
 def test_kms_encrypted_objects_download_without_an_md5_check(

@@ -32,7 +32,7 @@ import fsspec
 from fsspec.core import split_protocol
 
 from fsblob import uris
-from fsblob.backends import keys
+from fsblob.backends import keys, local
 from fsblob.errors import BlobConfigError
 from fsblob.store import Store
 
@@ -42,6 +42,12 @@ KEYS = ("root_directory", "protocol", "storage_options")
 #: no ETag (HTTP servers without one, FTP).
 VERSION_FIELDS = ("ETag", "Last-Modified", "Content-MD5", "Digest", "modify", "unique")
 _VERSIONED_BY_FIELDS = frozenset({"http", "https", "ftp"})
+#: Protocols whose single-object writes are atomic (an object appears whole or not
+#: at all), so fsblob writes there directly. Elsewhere it writes a temporary
+#: sibling and renames it into place.
+ATOMIC_PUT_PROTOCOLS = frozenset(
+    {"s3", "s3a", "oss", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"}
+)
 
 
 def store(config: Mapping[str, Any]) -> Store:
@@ -82,6 +88,8 @@ def store(config: Mapping[str, Any]) -> Store:
         url_prefix=url_prefix,
         etag=_version_fields if protocol in _VERSIONED_BY_FIELDS else None,
         prepare=_ftp_prepare if protocol == "ftp" else None,
+        **(local.CAPABILITIES if protocol in ("file", "local") else
+           {"atomic_writes": protocol in ATOMIC_PUT_PROTOCOLS}),
     )
 
 

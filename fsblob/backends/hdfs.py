@@ -21,15 +21,16 @@ import logging
 import os
 import posixpath
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fsspec.callbacks import Callback
 
-from fsblob import local_copy, paths, stall
+from fsblob import integrity, local_copy, paths, retry, stall
 from fsblob.backends import keys, timeouts
-from fsblob.errors import BlobConfigError
+from fsblob.chunks import CRC32
+from fsblob.errors import BlobConfigError, StoreError
 from fsblob.store import Store
 
 log = logging.getLogger("fsblob")
@@ -99,11 +100,67 @@ def store(config: Mapping[str, Any]) -> Store:
         url_prefix=f"{protocol}://{parts.hostname}:{port}",
         legacy_prefixes={"hdfs://": ""},  # hdfs:///path/file URIs of AIFlow's configs
         requirements=LIBHDFS_REQUIREMENTS if protocol == "hdfs" else "",
-        put_file=_webhdfs_put_file if protocol == "webhdfs" else None,
         get_file=_webhdfs_get_file if protocol == "webhdfs" else None,
         replace=_webhdfs_replace if protocol == "webhdfs" else None,
         prepare=_webhdfs_prepare if protocol == "webhdfs" else None,
+        **(WEBHDFS if protocol == "webhdfs" else {}),
     )
+
+
+def meta(fs: Any, path: str) -> integrity.Meta:
+    """GETFILESTATUS and GETXATTRS of a file: its length, a version (file id,
+    modification time, length: a rename or rewrite changes it) and fsblob's CRC32
+    from the xattr ``user.fsblob.crc32``."""
+    with _webhdfs_call(fs, "get", "GETFILESTATUS", path) as response:
+        status = response.json()["FileStatus"]
+    if status.get("type") == "DIRECTORY":
+        return integrity.Meta(None, is_dir=True, info=status)
+    crc = None
+    try:
+        with _webhdfs_call(fs, "get", "GETXATTRS", path, encoding="hex") as response:
+            found = response.json().get("XAttrs") or []
+        crc = next((integrity.decode_crc(x.get("value")) for x in found
+                    if x.get("name") == integrity.XATTR), None)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # xattrs disabled, or an older namenode
+        if retry.is_transient(exc):
+            raise
+        log.debug("%s: no xattrs (%s)", path, type(exc).__name__)
+    version = f"{status.get('fileId')}:{status.get('modificationTime')}:{status.get('length')}"
+    return integrity.Meta(int(status["length"]), version=version, crc32=crc, pinned=False,
+                          info=status)
+
+
+def read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end: int,
+               feed: Callable[[bytes], None]) -> None:
+    """One OPEN with offset and length, both legs' status checked. Not pinned by the
+    store (HDFS has no If-Match): the engine compares the file's status at the end,
+    and fsblob's CRC32 covers the bytes."""
+    if end <= start and meta.size:
+        return
+    with _webhdfs_call(fs, "get", "OPEN", path, stream=True, offset=str(start),
+                       length=str(end - start)) as response:
+        for piece in response.iter_content(CHUNK):
+            feed(piece)
+
+
+def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: Any) -> None:
+    """One CREATE streamed from the file, its CRC32 computed as the bytes go out
+    (no second read), then stored as the xattr ``user.fsblob.crc32`` of the new
+    file (a rename keeps it). A namenode with xattrs disabled stores none; its
+    downloads then check size and version only."""
+    crc = _webhdfs_put_file(fs, lpath, rpath, callback)
+    params: dict[str, Any] = {"xattr.name": integrity.XATTR,
+                              "xattr.value": f"0x{integrity.encode_crc(crc)}", "flag": "CREATE"}
+    try:
+        with _webhdfs_call(fs, "put", "SETXATTR", rpath, **params):
+            pass
+    except Exception as exc:
+        if retry.is_transient(exc) or isinstance(exc, FileNotFoundError):
+            raise
+        log.warning("%s: the namenode refused the xattr %s (%s): fsblob's checksum is "
+                    "not stored", rpath, integrity.XATTR, type(exc).__name__)
 
 
 def _webhdfs_prepare(fs: Any) -> None:
@@ -137,24 +194,28 @@ def _webhdfs_get_file(fs: Any, rpath: str, lpath: str, callback: Callback) -> No
                 callback.relative_update(len(chunk))
 
 
-def _webhdfs_put_file(fs: Any, lpath: str, rpath: str, callback: Callback) -> None:
-    """Send ``lpath`` as one WebHDFS CREATE, its body streamed from the file.
+def _webhdfs_put_file(fs: Any, lpath: str, rpath: str, callback: Callback) -> int:
+    """Send ``lpath`` as one WebHDFS CREATE, its body streamed from the file; return
+    the CRC32 of the bytes sent.
 
     fsspec's writer sends an empty CREATE and then a 4 MiB APPEND per block,
     each request without a timeout.
     """
     size = os.path.getsize(lpath)
     callback.set_size(size)
+    crc = [0]
 
     def body() -> Iterator[bytes]:
         with open(lpath, "rb") as f:
             while chunk := f.read(CHUNK):
+                crc[0] = CRC32.update(chunk, crc[0])
                 callback.relative_update(len(chunk))
                 yield chunk
 
     with _webhdfs_call(fs, "put", "CREATE", rpath, data=body(), overwrite="true",
                        headers={"content-type": "application/octet-stream"}):
         pass
+    return crc[0]
 
 
 def _webhdfs_replace(fs: Any, src: str, dest: str) -> None:
@@ -221,15 +282,18 @@ def _webhdfs_call(fs: Any, method: str, op: str, rpath: str, *, data: Any = None
         response.close()
         response = fs.session.request(method, fs._apply_proxy(response.headers["Location"]),
                                       data=data, headers=headers, stream=stream, timeout=_timeout())
-    _raise_for_webhdfs(response, rpath)
+    _raise_for_webhdfs(response, rpath, op)
     if data is not None and response.request.body is None:
         raise OSError(f"WebHDFS {op} of {rpath} answered {response.status_code} without "
                       "redirecting to a datanode; the data was not sent")
     return response
 
 
-def _raise_for_webhdfs(response: Any, rpath: str) -> None:
-    """Raise what fsspec's WebHDFS raises for an error answer (RemoteException JSON)."""
+def _raise_for_webhdfs(response: Any, rpath: str, op: str = "") -> None:
+    """Raise for an error answer (RemoteException JSON): not found and access denied
+    as fsspec's WebHDFS raises them, anything else as a
+    :class:`~fsblob.errors.StoreError` naming the operation and the exception
+    (``"CREATE: RetriableException: ..."``), retried when its status says so."""
     if response.status_code < 400:
         return
     try:
@@ -241,4 +305,10 @@ def _raise_for_webhdfs(response: Any, rpath: str) -> None:
         raise FileNotFoundError(f"{rpath}: {message}")
     if kind in ("AccessControlException", "SecurityException"):
         raise PermissionError(f"{rpath}: {message}")
-    response.raise_for_status()
+    raise StoreError(f"{op or 'WebHDFS'}: {kind}: {message} ({rpath})", operation=op,
+                     code=kind, status=response.status_code)
+
+
+#: WebHDFS's byte path and what it can do (see :class:`fsblob.store.Store`).
+WEBHDFS: dict[str, Any] = {"meta": meta, "read_range": read_range, "upload": upload,
+                           "atomic_writes": False}

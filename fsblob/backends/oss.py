@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from fsblob import retry
-from fsblob.backends import keys, timeouts
-from fsblob.errors import BlobConfigError
+from fsblob import integrity, retry
+from fsblob.backends import keys, oss_upload, timeouts
+from fsblob.chunks import PIECE, ObjectChanged, crc64ecma
+from fsblob.errors import BlobConfigError, StoreError
 from fsblob.store import Store, Upload
 
 BACKEND = "oss"
@@ -62,11 +63,68 @@ def store(config: Mapping[str, Any]) -> Store:
         root=root,
         storage_options=options,
         legacy_prefixes={f"{bucket}.{host}": bucket},
-        etag=_etag,
         list_uploads=_list_uploads,
         abort_upload=_abort_upload,
         prepare=functools.partial(_prepare, bucket=bucket),
+        meta=meta,
+        read_range=read_range,
+        upload=oss_upload.upload,
+        atomic_writes=True,
     )
+
+
+def meta(fs: Any, path: str) -> integrity.Meta:
+    """What one HEAD tells of an object: fsblob's CRC32 (``x-oss-meta-fsblob-crc32``),
+    OSS's CRC64 of the whole object (``x-oss-hash-crc64ecma``, multipart too) and the
+    ETag (an MD5, or a multipart ETag, unless encrypted with KMS)."""
+    bucket_name, key = fs.split_path(path)
+    if not key:
+        return integrity.Meta(None, is_dir=True)
+    bucket = fs._get_bucket(bucket_name)
+    try:
+        head = oss_upload.call("HeadObject", f"oss://{bucket_name}/{key}",
+                               lambda: bucket.head_object(key))
+    except FileNotFoundError:  # a directory (a prefix), or nothing: one listing tells
+        below = oss_upload.call("ListObjects", f"oss://{bucket_name}/{key}", lambda: (
+            bucket.list_objects(prefix=key.rstrip("/") + "/", delimiter="/", max_keys=1)))
+        if below.object_list or below.prefix_list:
+            return integrity.Meta(None, is_dir=True)
+        raise
+    headers = head.headers
+    etag = str(headers.get("etag") or "").strip('"')
+    fields: dict[str, Any] = integrity.etag_meta(
+        etag, md5=headers.get("x-oss-server-side-encryption") != "KMS")
+    crc64 = headers.get("x-oss-hash-crc64ecma")
+    if crc64 and crc64.isdigit():
+        fields["store_crc"] = (crc64ecma(), int(crc64))
+    return integrity.Meta(head.content_length, etag=etag,
+                          version=str(headers.get("x-oss-version-id") or ""),
+                          crc32=integrity.decode_crc(headers.get(oss_upload.META_HEADER)),
+                          pinned=bool(etag), info={"last-modified": headers.get("last-modified")},
+                          **fields)
+
+
+def read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end: int,
+               feed: Callable[[bytes], None]) -> None:
+    """oss2 ``get_object`` of bytes ``start`` to ``end`` (ossfs's ranged ``cat_file``
+    returns one byte too many), ``If-Match`` the ETag ``meta`` holds."""
+    bucket_name, key = fs.split_path(path)
+    bucket = fs._get_bucket(bucket_name)
+    where = f"oss://{bucket_name}/{key}"
+    whole = start == 0 and end == meta.size
+    if end <= start and not whole:
+        return
+    try:
+        answer = oss_upload.call("GetObject", where, lambda: bucket.get_object(
+            key, byte_range=None if whole else (start, end - 1),
+            headers={"If-Match": f'"{meta.etag}"'} if meta.etag else None))
+    except StoreError as exc:
+        if exc.code == "PreconditionFailed" or exc.http_status == 412:
+            raise ObjectChanged(f"{where} changed during the download") from None
+        raise
+    with answer:
+        while piece := answer.read(PIECE):
+            feed(piece)
 
 
 def _prepare(fs: Any, *, bucket: str) -> None:
@@ -86,12 +144,6 @@ def _prepare(fs: Any, *, bucket: str) -> None:
         if retry.is_transient(exc) or retry.is_tls_failure(exc):
             raise
         # e.g. 403: this key may not read the bucket's info; its objects will tell
-
-
-def _etag(fs: Any, path: str) -> str:
-    """The object's ETag (ossfs's ``info`` leaves it out), from one HEAD request."""
-    bucket, key = fs.split_path(path)
-    return fs._call_oss("get_object_meta", key, bucket=bucket).etag
 
 
 def _list_uploads(fs: Any, root: str) -> list[Upload]:

@@ -30,17 +30,22 @@ stop moving (:func:`fsblob.backends.watch.run`).
 
 from __future__ import annotations
 
+import base64
 import functools
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fsspec.asyn import sync
 
-from fsblob import logs, retry, stall
+from fsblob import integrity, logs, retry, stall
 from fsblob.backends import keys, s3_upload, watch
+from fsblob.chunks import CRC32, PIECE, ObjectChanged, crc64nvme
 from fsblob.errors import BlobConfigError
 from fsblob.store import Store, Upload
+
+log = logging.getLogger("fsblob")
 
 BACKEND = "s3"
 KEYS = ("service_name", "region_name", "api_version", "use_ssl", "verify", "endpoint_url",
@@ -92,13 +97,15 @@ def store(config: Mapping[str, Any]) -> Store:
         root=root,
         storage_options=options,
         md5_etag=True,
-        put_file=s3_upload.put_file,
         get_options={"max_concurrency": 1},  # one streamed GET: fastest, and constant memory
         # its own instance: _prepare gives it this manager's timeouts and counting sockets
         engine_options={"config_kwargs": engine, "skip_instance_cache": True},
-        stat=_stat,
         list_uploads=_list_uploads,
         abort_upload=_abort_upload,
+        meta=meta,
+        read_range=read_range,
+        upload=s3_upload.upload,
+        atomic_writes=True,
         prepare=functools.partial(_prepare, bucket=root.split("/", 1)[0],
                                   ca_bundle=None if isinstance(client.get("verify"), (bool, type(None)))
                                   else client["verify"]),
@@ -109,26 +116,109 @@ def store(config: Mapping[str, Any]) -> Store:
 OPAQUE_ETAG_ENCRYPTION = frozenset({"aws:kms", "aws:kms:dsse"})
 
 
-def _stat(fs: Any, path: str) -> dict[str, Any]:
-    """``fs.info(path)`` of an object, from one HEAD, with its encryption: s3fs's
-    ``info`` drops ``ServerSideEncryption`` and ``SSECustomerAlgorithm``, and the
-    ETag of an object encrypted with KMS or a customer key is not its MD5."""
-    bucket, key, _ = fs.split_path(path)
-    if not key:
-        return fs.info(path)
+def _head(fs: Any, path: str, **extra: Any) -> dict[str, Any] | None:
+    """One HEAD (with checksums) of an object; ``None`` for a directory (a prefix)."""
+    bucket, key, version = fs.split_path(path)
+    if version:
+        extra["VersionId"] = version
     try:
-        head = watch.run(fs, fs._call_s3, "head_object", fs.kwargs, Bucket=bucket, Key=key)
+        return watch.run(fs, fs._call_s3, "head_object", fs.kwargs, Bucket=bucket, Key=key,
+                         ChecksumMode="ENABLED", **extra)
     except FileNotFoundError:  # a directory (a prefix), or nothing: one listing tells
         below = watch.run(fs, fs._call_s3, "list_objects_v2", fs.kwargs, Bucket=bucket,
                      Prefix=key.rstrip("/") + "/", Delimiter="/", MaxKeys=1)
         if below.get("KeyCount") or below.get("Contents") or below.get("CommonPrefixes"):
-            return {"name": f"{bucket}/{key}", "type": "directory", "size": 0}
+            return None
         raise
-    opaque = (head.get("ServerSideEncryption") in OPAQUE_ETAG_ENCRYPTION
-              or bool(head.get("SSECustomerAlgorithm")))
-    return {"name": f"{bucket}/{key}", "type": "file", "size": head["ContentLength"],
-            "ETag": head.get("ETag", ""), "LastModified": head.get("LastModified"),
-            "VersionId": head.get("VersionId"), "etag_is_md5": not opaque}
+
+
+def _opaque(head: Mapping[str, Any]) -> bool:
+    """Whether the object's ETag is not the MD5 of its bytes (KMS or customer key)."""
+    return (head.get("ServerSideEncryption") in OPAQUE_ETAG_ENCRYPTION
+            or bool(head.get("SSECustomerAlgorithm")))
+
+
+def meta(fs: Any, path: str) -> integrity.Meta:
+    """What one HEAD tells of an object: fsblob's CRC32 (user metadata), the store's
+    CRC32/CRC64NVME when it covers the whole object's bytes (``FULL_OBJECT``, or a
+    single-part object's; never ``COMPOSITE``), and the ETag as an MD5 or a
+    multipart ETag (unless encrypted with KMS or a customer key)."""
+    _, key, _ = fs.split_path(path)
+    if not key:
+        return integrity.Meta(None, is_dir=True)
+    head = _head(fs, path)
+    if head is None:
+        return integrity.Meta(None, is_dir=True)
+    etag = str(head.get("ETag", "")).strip('"')
+    size = head["ContentLength"]
+    fields: dict[str, Any] = integrity.etag_meta(etag, md5=not _opaque(head))
+    kind_name = head.get("ChecksumType")
+    if kind_name != "COMPOSITE" and (kind_name == "FULL_OBJECT" or "-" not in etag):
+        for field_name, kind in (("ChecksumCRC32", CRC32), ("ChecksumCRC64NVME", None)):
+            value = head.get(field_name)
+            if value and "-" not in value:
+                fields["store_crc"] = (kind or crc64nvme(),
+                                       int.from_bytes(base64.b64decode(value), "big"))
+                break
+    crc = integrity.decode_crc((head.get("Metadata") or {}).get(integrity.META_KEY))
+    if crc is None and "store_crc" not in fields and "multipart_etag" in fields:
+        fields["part_size"] = _part_size(fs, path, size, fields["multipart_etag"][1])
+    return integrity.Meta(size, etag=etag, version=str(head.get("VersionId") or ""), crc32=crc,
+                          pinned=True, info={"LastModified": str(head.get("LastModified"))},
+                          **fields)
+
+
+def _part_size(fs: Any, path: str, size: int, count: int) -> int | None:
+    """The first part's size of a multipart object (HEAD with ``partNumber=1``), when
+    the store tells it (S3, MinIO, Ceph do; some emulators answer the whole object)."""
+    try:
+        head = _head(fs, path, PartNumber=1)
+    except Exception as exc:  # noqa: BLE001 (not every store knows partNumber)
+        log.debug("%s: HEAD partNumber=1 failed: %s", path, type(exc).__name__)
+        return None
+    if head is None:
+        return None
+    if count == 1 or (head.get("PartsCount") == count and head["ContentLength"] < size):
+        return int(head["ContentLength"])
+    return None
+
+
+def read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end: int,
+               feed: Callable[[bytes], None]) -> None:
+    """``GetObject`` of bytes ``start`` to ``end`` of the version ``meta`` describes
+    (``If-Match`` its ETag, or its ``VersionId``), streamed to ``feed``."""
+    watch.run(fs, _read_range, fs, path, meta, start, end, feed)  # cut when it stops
+
+
+async def _read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end: int,
+                      feed: Callable[[bytes], None]) -> None:
+    from botocore.exceptions import ClientError
+
+    bucket, key, version = fs.split_path(path)
+    where = f"s3://{bucket}/{key}"
+    await fs.set_session()
+    s3 = await fs.get_s3(bucket)
+    pin = ({"VersionId": version} if version else
+           {"IfMatch": f'"{meta.etag}"'} if meta.etag else {})
+    whole = start == 0 and end == meta.size
+    extra = {} if whole else {"Range": f"bytes={start}-{end - 1}"}
+    if end <= start and not whole:
+        return
+    error: Exception | None = None
+    try:
+        answer = await s3.get_object(Bucket=bucket, Key=key, **pin, **extra)
+    except ClientError as exc:
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
+            raise ObjectChanged(f"{where} changed during the download") from None
+        error = s3_upload.store_error("GetObject", where, exc)
+    if error is not None:
+        raise error
+    body = answer["Body"]
+    try:
+        while piece := await body.read(PIECE):
+            feed(piece)
+    finally:
+        body.close()
 
 
 def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
@@ -193,7 +283,7 @@ def _list_uploads(fs: Any, root: str) -> list[Upload]:
     found: list[Upload] = []
     marker: dict[str, str] = {}
     while True:
-        page = sync(fs.loop, fs._call_s3, "list_multipart_uploads", fs.kwargs, Bucket=bucket,
+        page = watch.run(fs, fs._call_s3, "list_multipart_uploads", fs.kwargs, Bucket=bucket,
                     Prefix=prefix, **marker)
         for item in page.get("Uploads", []):
             started = item.get("Initiated")
@@ -207,5 +297,5 @@ def _list_uploads(fs: Any, root: str) -> list[Upload]:
 
 def _abort_upload(fs: Any, upload: Upload) -> None:
     bucket, key, _ = fs.split_path(upload.path)
-    sync(fs.loop, fs._call_s3, "abort_multipart_upload", fs.kwargs, Bucket=bucket, Key=key,
-         UploadId=upload.id)
+    watch.run(fs, fs._call_s3, "abort_multipart_upload", fs.kwargs, Bucket=bucket, Key=key,
+              UploadId=upload.id)

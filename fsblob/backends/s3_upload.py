@@ -7,12 +7,19 @@ aiohttp streams it: one ``PutObject`` below ``multipart_threshold``, and from it
 on a multipart upload whose parts (``multipart_chunksize``) are windows too,
 ``max_concurrency`` in flight (see :class:`fsblob.chunks.TransferSettings`).
 
-Integrity: botocore sends a CRC32 of every ``PutObject`` and part body, which S3
-checks on arrival. A multipart upload is created as a ``FULL_OBJECT`` CRC32
-upload: fsblob computes each part's CRC32 from the bytes it reads, combines them
-into the whole file's CRC32, sends that with ``CompleteMultipartUpload`` (S3
-refuses to complete an object whose bytes do not match it) and compares it with
-the checksum the store then reports. A failed upload is aborted.
+Integrity, on any S3-compatible store, whatever checksums it keeps: the file is
+read once before sending, for its CRC32 (and each part's CRC32 and MD5). The
+CRC32 goes in the object's metadata (``x-amz-meta-fsblob-crc32``: fsblob's own
+checksum, which every download checks), and each body's CRC32 to botocore (S3
+checks it on arrival). The upload is verified before it is reported done, by
+what does not depend on the store checking anything: the ETag the store answers
+for a ``PutObject`` or a part is its MD5 of the bytes it received, compared with
+the file's (unless KMS or customer-key encryption makes ETags opaque); a
+multipart object's ETag is compared with the MD5 of the parts' MD5s; then a HEAD
+compares size, fsblob's CRC32 and the store's own CRC32 (``FULL_OBJECT`` with
+the file's, ``COMPOSITE`` with the CRC32 of the parts' CRC32s). A failed upload
+is aborted. An error answer keeps the store's code and the operation
+(``CompleteMultipartUpload: InvalidPart: ...``).
 
 Calls go straight to s3fs's aiobotocore client, outside s3fs's retry loop,
 which would resend a half-read body; fsblob's engine retries the whole upload.
@@ -21,18 +28,23 @@ which would resend a half-read body; fsblob's engine retries the whole upload.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import logging
 import math
 import mimetypes
 import os
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from fsspec.callbacks import Callback
 
-from fsblob import stall
+from fsblob import integrity, stall
 from fsblob.backends import watch
-from fsblob.chunks import CRC32, RangeMismatch, TransferSettings, s3_checksum_b64
+from fsblob.chunks import RangeMismatch, TransferSettings, run, s3_checksum_b64
+from fsblob.errors import StoreError
+
+T = TypeVar("T")
 
 log = logging.getLogger("fsblob")
 
@@ -117,110 +129,212 @@ class FileWindow(io.RawIOBase):
 def put_file(fs: Any, lpath: str, rpath: str, callback: Callback, *,
              settings: TransferSettings | None = None) -> None:
     """Upload ``lpath`` to ``rpath`` on the s3fs filesystem ``fs``, streamed; in
-    parts from ``settings.multipart_threshold`` on (default settings if ``None``)."""
-    watch.run(fs, _put_file, fs, lpath, rpath, callback, settings or TransferSettings())
-    fs.invalidate_cache(rpath)
-
-
-async def _put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
-                    settings: TransferSettings) -> None:
-    from s3fs.errors import translate_boto_error
-
+    parts from ``settings.multipart_threshold`` on (default settings if ``None``);
+    verified before it returns (see the module docstring)."""
+    settings = settings or TransferSettings()
     bucket, key, _ = fs.split_path(rpath)
     size = os.path.getsize(lpath)
     callback.set_size(size)
-    extra = {}
+    part_size = max(settings.part_size(size), MIN_PART)
+    while math.ceil(size / part_size) > MAX_PARTS:
+        part_size *= 2
+    single = size <= SINGLE_PUT_LIMIT and (size < settings.multipart_threshold or size <= part_size)
+    # One read of the file, before sending: fsblob's CRC32 goes in the object's
+    # metadata (a header, so it must be known first), and the parts' CRC32s go to
+    # botocore, which then does not hash the bodies again.
+    digest = integrity.digest_file(lpath, None if single else part_size, settings.max_concurrency)
+    extra: dict[str, Any] = {"Metadata": {integrity.META_KEY: integrity.encode_crc(digest.crc32)}}
     content_type, _ = mimetypes.guess_type(lpath)
     if content_type:
         extra["ContentType"] = content_type
+    s3 = watch.run(fs, _client, fs, bucket)
+    where = f"s3://{bucket}/{key}"
+    checked: list[str] = []
+    ours: list[str | None] = [None]  # the ETag the store answered for this upload
+    if single:
+        def put(share: Callback) -> None:
+            with FileWindow(lpath, 0, size, share) as body:
+                answer = watch.run(fs, call, "PutObject", where, s3.put_object(
+                    Bucket=bucket, Key=key, Body=body, ContentMD5=_b64(digest.parts[0][1]),
+                    ChecksumCRC32=s3_checksum_b64(digest.crc32), **extra))
+            _check_put(answer, where, digest, checked)
+            ours[:] = [answer.get("ETag")]
+
+        run([put], settings, callback, where, lambda _: "PutObject")
+    else:
+        ours[0] = _put_multipart(fs, s3, bucket, key, lpath, digest, callback, part_size,
+                                 settings, extra, checked)
+    watch.run(fs, _check_stored, s3, bucket, key, digest, checked, ours[0])
+    fs.invalidate_cache(rpath)
+
+
+def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: TransferSettings) -> None:
+    """The backend's upload of one file (:attr:`fsblob.store.Store.upload`)."""
+    put_file(fs, lpath, rpath, callback, settings=settings)
+
+
+def _b64(digest: bytes) -> str:
+    """Content-MD5: a store that checks it refuses a damaged body before storing it."""
+    return base64.b64encode(digest).decode()
+
+
+async def _client(fs: Any, bucket: str) -> Any:
     await fs.set_session()
-    s3 = await fs.get_s3(bucket)
-    part_size = max(settings.part_size(size), MIN_PART)
+    return await fs.get_s3(bucket)
+
+
+def _check_put(answer: Mapping[str, Any], where: str, digest: integrity.FileDigest,
+               checked: list[str]) -> None:
+    etag = _md5_etag(answer, answer.get("ETag", ""))
+    if etag is not None:
+        _compare("PutObject", where, "ETag (the MD5 of the bytes stored)", etag, digest.md5)
+        checked[:] = ["MD5 ETag"]
+
+
+def _md5_etag(answer: Mapping[str, Any], etag: str) -> str | None:
+    """The ETag of an answer when it is an MD5 (or an MD5-of-MD5s ``-N``): not under
+    KMS or customer-key encryption."""
+    if answer.get("ServerSideEncryption") in ("aws:kms", "aws:kms:dsse") or answer.get(
+            "SSECustomerAlgorithm"):
+        return None
+    etag = str(etag).strip().strip('"').lower()
+    head = etag.partition("-")[0]
+    return etag if len(head) == 32 and all(c in "0123456789abcdef" for c in head) else None
+
+
+def _compare(operation: str, where: str, what: str, stored: Any, sent: Any) -> None:
+    if stored != sent:
+        raise RangeMismatch(f"{operation}: {where}: the store's {what} is {stored}, the file "
+                            f"sent has {sent}: the bytes were damaged on the way")
+
+
+async def call(operation: str, where: str, request: Awaitable[T]) -> T:
+    """Await one S3 request; a refusal keeps the store's code and the operation."""
+    from botocore.exceptions import ClientError
+
     try:
-        if size <= SINGLE_PUT_LIMIT and (size < settings.multipart_threshold or size <= part_size):
-            with FileWindow(lpath, 0, size, callback) as body:
-                await s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
-        else:
-            await _put_multipart(s3, bucket, key, lpath, size, callback, part_size,
-                                 settings.max_concurrency, extra)
-    except RangeMismatch:
-        raise
-    except Exception as exc:
-        translated = translate_boto_error(exc)  # ClientError -> FileNotFoundError etc., as s3fs does
-        if translated is exc:
-            raise
-        raise translated from exc
+        return await request
+    except ClientError as exc:
+        error = store_error(operation, where, exc)
+    raise error  # outside the except: the client's error is not its context
 
 
-async def _put_multipart(s3: Any, bucket: str, key: str, lpath: str, size: int,
-                         callback: Callback, part_size: int, in_flight: int,
-                         extra: dict[str, str]) -> None:
-    while math.ceil(size / part_size) > MAX_PARTS:
-        part_size *= 2
-    upload = await s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32",
-                                              ChecksumType="FULL_OBJECT", **extra)
+def store_error(operation: str, where: str, exc: Any) -> Exception:
+    """An S3 error answer as fsblob raises it: ``"<Operation>: <Code>: <message>"``.
+    Only a read of a missing object is "not found"; an upload's ``NoSuchUpload``
+    is a failed upload."""
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = error.get("Code") or f"HTTP {status}"
+    message = f"{operation}: {code}: {error.get('Message') or 'no message'} ({where})"
+    if code == "BadDigest":  # the body did not match its Content-MD5: damaged on the way
+        return RangeMismatch(message)
+    if operation in ("GetObject", "HeadObject") and status == 404 and code != "NoSuchBucket":
+        return FileNotFoundError(message)
+    if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return PermissionError(message)  # the manager says "access denied" and the fix
+    return StoreError(message, operation=operation, code=code, status=status)
+
+
+def _put_multipart(fs: Any, s3: Any, bucket: str, key: str, lpath: str,
+                   digest: integrity.FileDigest, callback: Callback, part_size: int,
+                   settings: TransferSettings, extra: dict[str, Any],
+                   checked: list[str]) -> str | None:
+    """The parts through :func:`fsblob.chunks.run` (a part that fails, or arrives
+    damaged, is sent again alone), then CompleteMultipartUpload; aborted on failure."""
+    where = f"s3://{bucket}/{key}"
+    upload = watch.run(fs, call, "CreateMultipartUpload", where, s3.create_multipart_upload(
+        Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT", **extra))
     upload_id = upload["UploadId"]
-    slots = asyncio.Semaphore(in_flight)
-    crcs: dict[int, tuple[int, int]] = {}
+    md5_etags = [True]
 
-    async def send(number: int) -> dict[str, Any]:
-        start = (number - 1) * part_size
-        length = min(part_size, size - start)
-        async with slots:
-            # the part's CRC32, in a thread (zlib lets go of the GIL), given to botocore
-            # so that it does not hash the part again in the event loop; S3 checks it
-            crc = await asyncio.to_thread(_crc32_of, lpath, start, length)
-            with FileWindow(lpath, start, length, callback) as body:
-                answer = await s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
-                                              PartNumber=number, Body=body,
-                                              ChecksumCRC32=s3_checksum_b64(crc))
-        crcs[number] = (crc, length)
-        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC32": s3_checksum_b64(crc)}
+    def part(number: int) -> Callable[[Callback], dict[str, Any]]:
+        def send(share: Callback) -> dict[str, Any]:
+            crc, md5, length = digest.parts[number - 1]
+            with FileWindow(lpath, (number - 1) * part_size, length, share) as body:
+                answer = watch.run(fs, call, f"UploadPart {number}", where, s3.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
+                    ContentMD5=_b64(md5), ChecksumCRC32=s3_checksum_b64(crc)))
+            etag = _md5_etag(answer, answer.get("ETag", ""))
+            if etag is None:
+                md5_etags[0] = False
+            else:  # the store's MD5 of the part it received: the part arrived whole
+                _compare(f"UploadPart {number}", where, "part ETag", etag, md5.hex())
+            return {"PartNumber": number, "ETag": answer["ETag"],
+                    "ChecksumCRC32": s3_checksum_b64(crc)}
 
-    tasks = [asyncio.ensure_future(send(n)) for n in range(1, math.ceil(size / part_size) + 1)]
+        return send
+
     try:
-        parts = await asyncio.gather(*tasks)
-        whole = s3_checksum_b64(CRC32.of_ranges(crcs[n] for n in sorted(crcs)))
-        await s3.complete_multipart_upload(
-            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts},
-            ChecksumCRC32=whole, ChecksumType="FULL_OBJECT", MpuObjectSize=size)
+        parts = run([part(n) for n in range(1, len(digest.parts) + 1)], settings, callback,
+                    where, lambda i: f"part {i + 1}")
+        answer = watch.run(fs, call, "CompleteMultipartUpload", where,
+                      s3.complete_multipart_upload(
+                          Bucket=bucket, Key=key, UploadId=upload_id,
+                          MultipartUpload={"Parts": parts},
+                          ChecksumCRC32=s3_checksum_b64(digest.crc32),
+                          ChecksumType="FULL_OBJECT", MpuObjectSize=digest.size))
     except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        try:  # a budget of its own, also after a stall
-            short = stall.limits().cleanup
-            await asyncio.wait_for(
-                s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
-                short.stall + short.connect)
+        try:
+            with stall.cleanup():  # a budget of its own, also after a stall
+                watch.run(fs, s3.abort_multipart_upload, Bucket=bucket, Key=key,
+                          UploadId=upload_id)
         except Exception as exc:  # the upload's own error is the one to raise
             log.warning("could not abort multipart upload of %s/%s: %s", bucket, key,
                         type(exc).__name__)
         raise
-    await _check_stored(s3, bucket, key, size, whole)
+    if md5_etags[0]:
+        checked.append(f"{len(parts)} part MD5 ETags")
+        etag = _md5_etag(answer, answer.get("ETag", ""))
+        if etag is not None and "-" in etag:
+            _compare("CompleteMultipartUpload", where, "multipart ETag", etag, digest.multipart_etag)
+            checked.append("multipart ETag")
+    return answer.get("ETag")
 
 
-def _crc32_of(path: str, start: int, length: int) -> int:
-    """The CRC32 of ``length`` bytes of a file from ``start``, read 1 MiB at a time."""
-    crc = 0
-    with open(path, "rb", buffering=0) as f:
-        f.seek(start)
-        while length > 0:
-            data = f.read(min(MiB, length))
-            if not data:
-                raise RangeMismatch(f"{path} shrank while it was being uploaded")
-            crc, length = CRC32.update(data, crc), length - len(data)
-    return crc
-
-
-async def _check_stored(s3: Any, bucket: str, key: str, size: int, crc: str) -> None:
-    """Compare what the store now holds with the file: size, and the full-object
-    CRC32 where the store reports one. (S3 checks the CRC32 sent with
-    ``CompleteMultipartUpload`` itself; moto does not, but computes the stored
-    object's checksum from its bytes, so this catches a bad store as well.)"""
-    head = await s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+async def _check_stored(s3: Any, bucket: str, key: str, digest: integrity.FileDigest,
+                        checked: list[str], etag: str | None) -> None:
+    """Compare what the store now holds with the file, before the upload is reported
+    done: its size, fsblob's CRC32 in its metadata, and the store's own CRC32 where
+    it reports one: ``FULL_OBJECT`` (or a single part's) against the file's CRC32,
+    ``COMPOSITE`` (``"...-N"``) against the CRC32 of the parts' CRC32s. A store that
+    accepted a wrong CRC32 without checking it is caught by the part ETags above.
+    ``If-Match`` the ETag the store answered: another upload that replaced the
+    object meanwhile is no failure of this one."""
+    where = f"s3://{bucket}/{key}"
+    try:
+        head = await call("HeadObject", where, s3.head_object(
+            Bucket=bucket, Key=key, ChecksumMode="ENABLED", **({"IfMatch": etag} if etag else {})))
+    except StoreError as exc:
+        if exc.http_status != 412:
+            raise
+        log.info("%s was replaced by another upload right after this one (checked: %s)",
+                 where, ", ".join(checked) or "nothing")
+        return
+    if head.get("ContentLength") != digest.size:
+        raise RangeMismatch(f"{where} holds {head.get('ContentLength')} bytes after the upload; "
+                            f"the file has {digest.size}")
+    stored_meta = integrity.decode_crc((head.get("Metadata") or {}).get(integrity.META_KEY))
+    if stored_meta is None:
+        log.warning("%s: the store did not keep fsblob's checksum (metadata %s); downloads "
+                    "fall back to the store's own checks", where, integrity.META_KEY)
+    elif stored_meta != digest.crc32:
+        raise RangeMismatch(f"{where}: another upload replaced the object meanwhile (its "
+                            f"fsblob CRC32 is {stored_meta:08x}, this file's {digest.crc32:08x})")
     stored = head.get("ChecksumCRC32")
-    if head.get("ContentLength") != size or (stored is not None and stored != crc):
-        raise RangeMismatch(
-            f"s3://{bucket}/{key} holds {head.get('ContentLength')} bytes with CRC32 {stored} "
-            f"after the upload; the file has {size} bytes with CRC32 {crc}")
+    if stored:
+        composite = "-" in stored or head.get("ChecksumType") == "COMPOSITE"
+        if composite:
+            expected = (f"{s3_checksum_b64(integrity.composite_crc32(digest))}"
+                        f"-{len(digest.parts)}")
+            if len(digest.parts) == 1:
+                expected = s3_checksum_b64(digest.crc32)
+            if stored.partition("-")[0] != expected.partition("-")[0]:
+                raise RangeMismatch(f"{where} holds COMPOSITE CRC32 {stored} after the upload; "
+                                    f"the file's parts give {expected}")
+            checked.append("COMPOSITE CRC32")
+        else:
+            _compare("HeadObject", where, "full-object CRC32", stored, s3_checksum_b64(digest.crc32))
+            checked.append("FULL_OBJECT CRC32")
+    log.info("uploaded %s (%d bytes), checked: %s", where, digest.size,
+             ", ".join(["size", *checked]) if checked else "size only")

@@ -199,7 +199,19 @@ class FaultProxy:
         self._fail_status = 503
         self._reset_left = 0
         self._corrupt_left = 0
+        self._corrupt_upload_left = 0
+        self._fail_code: str | None = None
+        self._fail_when: Callable[[str, str], bool] | None = None
         self._kill_budget: int | None = None
+        #: Answer like older MinIO/Ceph/R2: checksum headers of requests are dropped
+        #: (nothing is checked or kept), and no x-amz-checksum-*/x-oss-hash-crc64ecma
+        #: header is answered.
+        self.strip_checksums = False
+        #: Answer COMPOSITE checksums for multipart uploads asked to be FULL_OBJECT
+        #: (stores that know only COMPOSITE CRCs).
+        self.composite_checksums = False
+        #: Ignore ``partNumber`` on HEAD and GET (stores that cannot tell a part's size).
+        self.ignore_part_numbers = False
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -217,14 +229,17 @@ class FaultProxy:
             with self._lock:
                 self._kill_budget = None
                 live, self._sockets = list(self._sockets), weakref.WeakSet()
-            if server is not None:
-                server.shutdown()
-                server.server_close()
+            # Cut the live connections first: server.shutdown() waits for the accept
+            # loop (up to half a second), and meanwhile they would stream on, past
+            # kill_after's budget, as if the server had not died.
             for sock in live:
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+            if server is not None:
+                server.shutdown()
+                server.server_close()
 
     def __enter__(self) -> FaultProxy:
         self.start()
@@ -234,10 +249,26 @@ class FaultProxy:
         self.stop()
 
     # -- faults --------------------------------------------------------------
-    def fail_next(self, n: int, status: int = 503) -> None:
-        """Answer the next ``n`` requests with ``status`` and an S3-style error body."""
+    def fail_next(self, n: int, status: int = 503, *, code: str | None = None,
+                  when: Callable[[str, str], bool] | None = None) -> None:
+        """Answer the next ``n`` requests (those for which ``when(method, path)`` holds,
+        if given) with ``status`` and an S3-style error body with ``code``."""
         with self._lock:
             self._fail_left, self._fail_status = n, status
+            self._fail_code, self._fail_when = code, when
+
+    def corrupt_upload_next(self, n: int) -> None:
+        """Flip the first byte of the next ``n`` object PUT bodies (PutObject, UploadPart)
+        on their way to the store, which stores them as received."""
+        with self._lock:
+            self._corrupt_upload_left = n
+
+    def _take_upload_corruption(self) -> bool:
+        with self._lock:
+            if self._corrupt_upload_left:
+                self._corrupt_upload_left -= 1
+                return True
+        return False
 
     def reset_next(self, n: int) -> None:
         """Close the connection without any response for the next ``n`` requests."""
@@ -250,8 +281,8 @@ class FaultProxy:
             self._kill_budget = nbytes
 
     def corrupt_next(self, n: int) -> None:
-        """Flip the first byte of the next ``n`` successful object GET bodies
-        (GETs without a query: not listings)."""
+        """Flip the first byte of the next ``n`` successful object GET bodies, whole
+        or ranged (GETs without a query: not listings): one range each."""
         with self._lock:
             self._corrupt_left = n
 
@@ -298,7 +329,7 @@ class FaultProxy:
             if self._reset_left:
                 self._reset_left -= 1
                 return "reset"
-            if self._fail_left:
+            if self._fail_left and (self._fail_when is None or self._fail_when(method, path)):
                 self._fail_left -= 1
                 return self._fail_status
         return None
@@ -316,6 +347,15 @@ class FaultProxy:
         """kill_after fired: stop like a killed server and abandon this request."""
         self.stop()
         raise _Killed
+
+
+def _flip_first(body: Iterable[bytes]) -> Iterator[bytes]:
+    """The body with its first byte flipped: same size, other bytes."""
+    flipped = False
+    for data in body:
+        if data and not flipped:
+            data, flipped = bytes([data[0] ^ 0xFF]) + data[1:], True
+        yield data
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -368,15 +408,34 @@ class _Handler(BaseHTTPRequestHandler):
         )
         translator = proxy.translator
         resp: Response | None = None
+        if req.method == "PUT" and "x-amz-copy-source" not in req.headers and (
+                proxy._take_upload_corruption()):
+            req.body = _flip_first(req.body)
+        if proxy.ignore_part_numbers and req.method in ("HEAD", "GET") and "partNumber=" in req.path:
+            base, _, query = req.path.partition("?")
+            query = "&".join(q for q in query.split("&") if not q.startswith("partNumber="))
+            req.path = f"{base}?{query}" if query else base
+        if proxy.strip_checksums:
+            req.headers = {k: v for k, v in req.headers.items()
+                           if not k.startswith(("x-amz-checksum-", "x-amz-sdk-checksum-"))}
+        if proxy.composite_checksums and req.headers.get("x-amz-checksum-type") == "FULL_OBJECT":
+            if req.method == "POST" and "uploads" in req.path.split("?", 1)[-1]:
+                req.headers["x-amz-checksum-type"] = "COMPOSITE"
+            elif req.method == "POST":  # CompleteMultipartUpload: no full-object CRC
+                req.headers = {k: v for k, v in req.headers.items()
+                               if not k.startswith("x-amz-checksum-")}
         try:
             if isinstance(fault, int):
-                resp = error_response(fault)
+                resp = error_response(fault, proxy._fail_code)
             elif translator is not None:
                 resp = translator.on_request(req, proxy.upstream)
             if resp is None:
                 resp = self._forward(req)
             if translator is not None:
                 translator.on_response(req, resp, proxy.upstream)
+            if proxy.strip_checksums:
+                resp.headers = {k: v for k, v in resp.headers.items()
+                                if not k.startswith(("x-amz-checksum-", "x-oss-hash-crc64"))}
             for _ in req.body:  # read what nobody consumed, to keep the connection usable
                 pass
             self._reply(req, resp)
@@ -433,7 +492,7 @@ class _Handler(BaseHTTPRequestHandler):
             stream = resp.stream
             assert stream is not None
             parts = iter(lambda: stream.read1(CHUNK), b"")
-        corrupt = (req.method == "GET" and resp.status == 200 and "?" not in req.path
+        corrupt = (req.method == "GET" and resp.status in (200, 206) and "?" not in req.path
                    and proxy._take_corruption())
         for data in parts:
             if corrupt and data:  # flip the first byte of the body: same size, other bytes

@@ -94,6 +94,7 @@ _METHODS = {
     "GETCONTENTSUMMARY": "GET", "GETHOMEDIRECTORY": "GET",
     "CREATE": "PUT", "MKDIRS": "PUT", "RENAME": "PUT", "SETPERMISSION": "PUT",
     "SETOWNER": "PUT", "SETREPLICATION": "PUT", "APPEND": "POST", "DELETE": "DELETE",
+    "SETXATTR": "PUT", "GETXATTRS": "GET",
 }
 _DN_OPS = {"OPEN", "CREATE", "APPEND", "GETFILECHECKSUM"}
 
@@ -156,6 +157,10 @@ class WebHdfsServer:
         """Answer every RENAME with ``{"boolean": false}`` (a gateway that refuses)."""
         self.advertised: str | None = None
         """The address datanode redirects name (a proxy in front); default :attr:`url`."""
+        self.xattrs = True
+        self._corrupt_left = 0
+        self._corrupt_upload_left = 0
+        """Whether SETXATTR is accepted (``dfs.namenode.xattrs.enabled``)."""
         self.requests: list[tuple[str, str, str]] = []
         """(HTTP method, op, HDFS path) per request; datanode legs use op "DN:<OP>"."""
         self.request_params: list[dict[str, str]] = []
@@ -237,6 +242,24 @@ class WebHdfsServer:
         bodies received) have passed, behave like :meth:`stop`."""
         with self._lock:
             self._kill_budget = nbytes
+
+    def corrupt_upload_next(self, n: int) -> None:
+        """Flip the first byte of the next ``n`` datanode CREATE/APPEND bodies, stored
+        as received (HDFS checks nothing a WebHDFS client did not send)."""
+        with self._lock:
+            self._corrupt_upload_left = n
+
+    def corrupt_next(self, n: int) -> None:
+        """Flip the first byte of the next ``n`` datanode OPEN bodies (one range each)."""
+        with self._lock:
+            self._corrupt_left = n
+
+    def _take_corruption(self) -> bool:
+        with self._lock:
+            if self._corrupt_left:
+                self._corrupt_left -= 1
+                return True
+        return False
 
     def count(self, op: str | None = None) -> int:
         """Number of recorded requests, all or for one op (``"OPEN"``, ``"DN:CREATE"``...)."""
@@ -553,8 +576,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _write(self, hpath: str, mode: str) -> None:
         """Stream the request body into the file, charging kill_after."""
         srv = self.server.owner
+        with srv._lock:
+            corrupt, srv._corrupt_upload_left = (srv._corrupt_upload_left > 0,
+                                                 max(srv._corrupt_upload_left - 1, 0))
         with open(srv.local(hpath), mode) as f:
             for chunk in self._body():
+                if corrupt and chunk:
+                    chunk, corrupt = bytes([chunk[0] ^ 0xFF]) + chunk[1:], False
                 allowed, killed = srv._account(len(chunk))
                 f.write(chunk[:allowed])
                 if killed:
@@ -709,6 +737,44 @@ class _Handler(BaseHTTPRequestHandler):
                 srv._meta.setdefault(hpath, {})["replication"] = _int(q, "replication", 3)
         self._send(200, {"boolean": ok})
 
+    def _nn_setxattr(self, hpath: str, q: dict[str, str], user: str) -> None:
+        """SETXATTR (user namespace; values as HDFS's XAttrCodec takes them: "0x"
+        hex, "0s" base64 or quoted text); flag CREATE fails on an existing one."""
+        srv = self.server.owner
+        if not srv.xattrs:
+            raise HdfsError("IOException", "The XAttr operation has been rejected.  Support "
+                            "for extended attributes has been disabled.  Set "
+                            "dfs.namenode.xattrs.enabled to true.")
+        name, value = q.get("xattr.name", ""), q.get("xattr.value", "")
+        if not name.startswith("user."):
+            raise HdfsError("IllegalArgumentException", f"An XAttr name must be prefixed with user/trusted/security/system/raw, followed by a '.': {name}")
+        if value.startswith("0x"):
+            raw = bytes.fromhex(value[2:])
+        elif value.startswith('"') and value.endswith('"'):
+            raw = value[1:-1].encode()
+        else:
+            raw = value.encode()
+        with srv._lock:
+            srv.status(hpath)
+            srv._check(hpath, user, "w")
+            attrs = srv._meta.setdefault(hpath, {}).setdefault("xattrs", {})
+            flags = q.get("flag", "CREATE").upper().split(",")
+            if name in attrs and "REPLACE" not in flags:
+                raise HdfsError("IOException", f"XAttr: {name} already exists. The REPLACE flag must be specified.")
+            attrs[name] = raw
+        self._send(200)
+
+    def _nn_getxattrs(self, hpath: str, q: dict[str, str], user: str) -> None:
+        srv = self.server.owner
+        with srv._lock:
+            srv.status(hpath)
+            srv._check(hpath, user, "r")
+            attrs = dict(srv._meta.get(hpath, {}).get("xattrs", {}))
+        encoding = q.get("encoding", "").lower()
+        found = [{"name": k, "value": ("0x" + v.hex()) if encoding == "hex" else json.dumps(v.decode())}
+                 for k, v in attrs.items()]
+        self._send(200, {"XAttrs": found})
+
     def _nn_create(self, hpath: str, q: dict[str, str], user: str) -> None:
         self._drain()  # the namenode ignores data sent with the first request
         self._redirect(hpath, q)
@@ -772,6 +838,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise HdfsError("EOFException", "Cannot seek after EOF")
         length = _int(q, "length", None)
         n = st.st_size - offset if length is None else min(length, st.st_size - offset)
+        corrupt = n > 0 and srv._take_corruption()
         with _open_noatime(p) as f:
             f.seek(offset)
             self.send_response(200)
@@ -783,6 +850,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if not chunk:  # truncated concurrently; the client sees a short body
                     self.close_connection = True
                     return
+                if corrupt:
+                    chunk, corrupt = bytes([chunk[0] ^ 0xFF]) + chunk[1:], False
                 allowed, killed = srv._account(len(chunk))
                 self.wfile.write(chunk[:allowed])
                 if killed:

@@ -294,7 +294,8 @@ def test_a_rename_answered_false_still_replaces_the_file(httpfs: Case, tmp_path:
     assert Path(manager.download("model.bin", tmp_path / "out")).read_bytes() == src.read_bytes()
     assert [uri.rsplit("/", 1)[-1] for uri in manager.ls()] == ["model.bin"]  # no leftovers
     local = httpfs.server.local(f"{httpfs.config['root_directory']}")
-    assert sorted(p.name for p in local.iterdir()) == ["model.bin"]
+    assert sorted(p.name for p in local.iterdir()) == [".fsblob", "model.bin"]
+    assert not list((local / ".fsblob").rglob("*.fsblob-part")), "a temporary was left"
 
 
 def test_a_rename_refused_outright_raises_and_keeps_the_old_file(httpfs: Case,

@@ -187,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fsblob {__version__}")
     _global_options(parser, prefix="")
     # The same options after the subcommand (as git, aws and kubectl take them).
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _global_options(common, prefix="sub_")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -484,6 +484,7 @@ class _FileBytes(Callback):
     def __init__(self, parent: Progress) -> None:
         super().__init__()
         self._parent = parent
+        self.value: int = 0
 
     def set_size(self, size: Any) -> None:
         self.size = size

@@ -26,6 +26,7 @@ import yaml
 from fsspec.core import split_protocol
 
 from fsblob.backends import keys
+from fsblob.backends.generic import LOCAL_PROTOCOLS
 from fsblob.errors import BlobConfigError
 from fsblob.base import BlobManager
 from fsblob.manager import FsspecBlobManager
@@ -299,7 +300,7 @@ def _is_local(class_path: Any, config: Mapping[str, Any]) -> bool:
         return False
     backend = blob_class.backend or config.get("backend") or "fsspec"
     return backend == "local" or (
-        backend == "fsspec" and config.get("protocol") in (None, "", "file", "local"))
+        backend == "fsspec" and (config.get("protocol") or "file") in LOCAL_PROTOCOLS)
 
 
 def _expand(value: Any, where: str) -> Any:

@@ -38,6 +38,7 @@ from fsblob.retry import (
     is_tls_failure,
     is_transient,
 )
+from fsblob.store import Store
 from fsblob.transfer import Transfer
 from fsblob.trees import Trees
 
@@ -48,12 +49,6 @@ T = TypeVar("T")
 #: Keys every backend accepts, read by the engine itself.
 ENGINE_KEYS = keys.ENGINE_KEYS
 
-#: Expiry of signed URLs each store honours, in whole seconds (low, high): SigV4 and GCS V4
-#: URLs live at most 7 days.
-SIGN_RANGE: dict[str, tuple[int, int]] = {p: (1, 7 * 86400) for p in ("s3", "s3a", "gs", "gcs")}
-
-#: Which extra installs the client library of a protocol.
-_EXTRAS = {"s3": "s3", "s3a": "s3", "oss": "oss", "hdfs": "hdfs", "arrow_hdfs": "hdfs"}
 
 class FsspecBlobManager(BlobManager):
     """A blob manager on any fsspec filesystem.
@@ -96,7 +91,7 @@ class FsspecBlobManager(BlobManager):
             config.pop("backend", None)
         self._name = name
         self._store = get_backend(name)(config)
-        self._relative_root = _relative_local_root(config, self._store.protocol)
+        self._relative_root = _relative_local_root(config, self._store)
         if self._relative_root is not None:  # resolved once: a pickled manager keeps this root
             self._config["root_directory"] = self._store.root
         self._secrets = self._store.secrets
@@ -413,7 +408,7 @@ class FsspecBlobManager(BlobManager):
         seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
             raise InvalidPathError(f"expires must be a positive number of seconds, not {expires!r}")
-        low, high = SIGN_RANGE.get(self._store.protocol, (1, 0))
+        low, high = self._store.sign_expiry or (1, 0)
         if high and seconds > high:
             raise BlobConfigError(
                 f"{self._name}: expires {seconds:g} s is longer than a signed URL of the "
@@ -500,7 +495,7 @@ class FsspecBlobManager(BlobManager):
             return BlobIntegrityError(f"{self._name}: cannot {what}{tries}: the bytes received "
                                       f"do not match the store's checksum ({detail})")
         if isinstance(exc, ImportError):
-            extra = _EXTRAS.get(self._store.protocol)
+            extra = self._store.extra
             fix = f"pip install 'fsblob[{extra}]'" if extra else "install the package it names"
             return BlobConfigError(f"{self._name}: cannot {what}: {detail}; {fix}")
         if type(exc).__name__ == "NoCredentialsError":  # botocore: none in config or chain
@@ -527,11 +522,11 @@ def _merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]
     return merged
 
 
-def _relative_local_root(config: Mapping[str, Any], protocol: str) -> str | None:
+def _relative_local_root(config: Mapping[str, Any], store: Store) -> str | None:
     """``root_directory`` when it is a relative local path (resolved against the
     working directory), else ``None``."""
     root = config.get("root_directory")
-    if (protocol not in ("file", "local") or not isinstance(root, str) or not root
+    if (not store.local_paths or not isinstance(root, str) or not root
             or fsspec.core.split_protocol(root)[0] or os.path.isabs(os.path.expanduser(root))):
         return None
     return root

@@ -65,6 +65,9 @@ class Store:
             filesystem instance when it is opened: request timeouts on its HTTP
             session, the client's own retries off, secrets it resolved hidden.
             It may raise :class:`~fsblob.errors.BlobConfigError`.
+        sign_expiry: the shortest and longest life (seconds) of a signed URL the
+            store honours, for stores whose filesystem signs (``None``: no limit known).
+        extra: the ``pip install 'fsblob[<extra>]'`` that brings the client library.
         list_uploads: for stores with multipart uploads, a function
             ``(fs, root) -> list[Upload]`` of the unfinished ones below ``root``
             (``gc`` aborts those older than its grace period).
@@ -104,6 +107,8 @@ class Store:
     replace: Callable[[Any, str, str], None] | None = None
     prepare: Callable[[Any], None] | None = None
     stat: Callable[[Any, str], Mapping[str, Any]] | None = None
+    sign_expiry: tuple[int, int] | None = None
+    extra: str = ""
     list_uploads: Callable[[Any, str], list[Upload]] | None = None
     abort_upload: Callable[[Any, Upload], None] | None = None
     meta: Callable[[Any, str], Any] | None = None

@@ -59,10 +59,10 @@ def resolve(store: Store, text: str, backend: str, *, relative_root: str | None 
 def other_root(store: Store, text: str, relative_root: str | None) -> str | None:
     """The root another working directory makes of ``relative_root``, if ``text``
     (an absolute local path) lies below such a root; else ``None``."""
-    if not relative_root or store.protocol not in ("file", "local"):
+    if not relative_root or not store.local_paths:
         return None
     scheme, rest = split_protocol(text)
-    if scheme not in (None, "file", "local") or not rest.startswith("/"):
+    if (scheme is not None and scheme not in protocol_names(store.protocol)) or not rest.startswith("/"):
         return None
     tail = [s for s in os.path.normpath(os.path.expanduser(relative_root)).split("/")
             if s not in ("", ".")]
@@ -158,7 +158,7 @@ def unknown_protocol(protocol: str) -> str:
 
 def _confine(store: Store, path: str) -> str:
     """On a local root, also refuse a path that a symlink takes outside it."""
-    if store.protocol in ("file", "local"):
+    if store.local_paths:
         real_root = os.path.realpath(store.root)
         real = os.path.realpath(path)
         if not real.startswith(real_root.rstrip("/") + "/"):

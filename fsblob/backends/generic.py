@@ -48,6 +48,13 @@ _VERSIONED_BY_FIELDS = frozenset({"http", "https", "ftp"})
 ATOMIC_PUT_PROTOCOLS = frozenset(
     {"s3", "s3a", "oss", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"}
 )
+#: Protocols of this host's own filesystem.
+LOCAL_PROTOCOLS = frozenset({"file", "local"})
+#: The extra that installs a protocol's client library.
+EXTRAS = {"s3": "s3", "s3a": "s3", "oss": "oss", "hdfs": "hdfs", "arrow_hdfs": "hdfs",
+          "webhdfs": "hdfs"}
+#: The shortest and longest life of a signed URL (SigV4 and GCS V4: 7 days).
+SIGN_EXPIRY = {p: (1, 7 * 86400) for p in ("s3", "s3a", "gs", "gcs")}
 
 
 def store(config: Mapping[str, Any]) -> Store:
@@ -88,7 +95,9 @@ def store(config: Mapping[str, Any]) -> Store:
         url_prefix=url_prefix,
         etag=_version_fields if protocol in _VERSIONED_BY_FIELDS else None,
         prepare=_ftp_prepare if protocol == "ftp" else None,
-        **(local.CAPABILITIES if protocol in ("file", "local") else
+        sign_expiry=SIGN_EXPIRY.get(protocol),
+        extra=EXTRAS.get(protocol, ""),
+        **(local.CAPABILITIES if protocol in LOCAL_PROTOCOLS else
            {"atomic_writes": protocol in ATOMIC_PUT_PROTOCOLS}),
     )
 

@@ -94,6 +94,7 @@ def store(config: Mapping[str, Any]) -> Store:
     if https:
         options["use_https"] = True
     return Store(
+        extra="hdfs",
         protocol=protocol,
         root="/" + "/".join(segments),
         storage_options=options,

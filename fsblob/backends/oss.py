@@ -70,6 +70,7 @@ def store(config: Mapping[str, Any]) -> Store:
         read_range=read_range,
         upload=oss_upload.upload,
         atomic_writes=True,
+        extra="oss",
     )
 
 

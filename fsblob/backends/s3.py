@@ -106,6 +106,8 @@ def store(config: Mapping[str, Any]) -> Store:
         read_range=read_range,
         upload=s3_upload.upload,
         atomic_writes=True,
+        sign_expiry=(1, 7 * 86400),  # SigV4: 1 s to 7 days
+        extra="s3",
         prepare=functools.partial(_prepare, bucket=root.split("/", 1)[0],
                                   ca_bundle=None if isinstance(client.get("verify"), (bool, type(None)))
                                   else client["verify"]),

@@ -235,15 +235,17 @@ class Transfer:
             info["etag"] = self.store.etag(self.fs, path)
         return integrity.from_info(info, md5_etag=self.store.md5_etag)
 
-    def _download(self, path: str, tmp: Path, meta: integrity.Meta, callback: Callback) -> None:
+    def _download(self, path: str, tmp: Path, meta: integrity.Meta, callback: Callback,
+                  *, ranged: bool = True) -> None:
         """Fetch one object into ``tmp``, checked as it streams past (see
-        :mod:`fsblob.integrity`): one version of it, or raise."""
+        :mod:`fsblob.integrity`): one version of it, or raise. ``ranged=False``: in
+        one stream (the caller runs many files at once)."""
         uri = self.store.uri(path)
         size = meta.size or 0
         part = self.settings.part_size(size)
         check = integrity.choose(meta, fsblob_part=max(part, 5 * 2**20))
         ranges = [(0, size)]
-        if self.store.ranged_reads and self.settings.splits(size) and check.ranged:
+        if ranged and self.store.ranged_reads and self.settings.splits(size) and check.ranged:
             ranges = self._ranges(meta, check)
         tmp.touch()
         try:

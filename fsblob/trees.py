@@ -22,6 +22,7 @@ abandoned multipart uploads, all below ``<root>/.fsblob/`` and nowhere else.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ from fsblob.errors import BlobIntegrityError, InvalidPathError
 from fsblob.integrity import Meta
 from fsblob.retry import is_not_found
 from fsblob.transfer import BATCH_FILE_SIZE, Transfer, _Bytes
-from fsblob.versions import Entry, LocalFile, Manifest, Pointer, VersionPath
+from fsblob.versions import LocalFile, Manifest, Pointer, VersionPath
 
 log = logging.getLogger("fsblob")
 
@@ -183,7 +184,8 @@ class Trees:
                 self.fs.makedirs(folder, exist_ok=True)  # leaves only: makedirs makes parents
         with ThreadPoolExecutor(self.t.settings.max_concurrency,
                                 thread_name_prefix="fsblob-tree") as pool:
-            jobs = [pool.submit(self.t._put, f.path, f"{vdir}/{rel}", _Within(guarded))
+            jobs = [pool.submit(contextvars.copy_context().run,  # the attempt's limits
+                                self.t._put, f.path, f"{vdir}/{rel}", _Within(guarded))
                     for rel, f in rest.items()]
             try:
                 for job in jobs:
@@ -322,8 +324,7 @@ class Trees:
             return
         tmp = local_copy.temp_sibling(dest)
         try:
-            self.t._get_file(path, tmp, callback, entry.size)
-            self._verify(tmp, entry, where.rel, manifest)
+            self._fetch_files(manifest, [(where.rel, tmp)], callback)
             self.t._put_in_place(tmp, dest, version)
         finally:
             local_copy.remove(tmp)
@@ -336,7 +337,6 @@ class Trees:
         if self.t.copies.is_fresh(dest, version):
             log.info("%s is up to date with version %s", dest, manifest.version)
             return
-        vdir = versions.version_dir(self.root, manifest.name, manifest.version)
         reusable = self._intact_local_files(dest)
         tmp = local_copy.temp_sibling(dest, directory=True)
         try:
@@ -349,18 +349,10 @@ class Trees:
                     _link_or_copy(have[1], target)  # unchanged since the last download
                 else:
                     wanted.setdefault(entry.key, []).append((rel, target))
-            remote = {f"{vdir}/{found[0][0]}": found[0][1] for found in wanted.values()}
-            try:
-                self.t._get_tree(remote, callback)
-            except FileNotFoundError:
-                raise BlobIntegrityError(
-                    f"{self.t.backend}: a file of version {manifest.version} of "
-                    f"{self.store.uri(versions.name_dir(self.root, manifest.name))} vanished "
-                    "while it was read (removed by gc after a newer version replaced it)") from None
+            self._fetch_files(manifest, [found[0] for found in wanted.values()], callback)
             for found in wanted.values():
                 rel, first = found[0]
                 entry = manifest.files[rel]
-                self._verify(first, entry, rel, manifest)
                 for _, extra in found[1:]:
                     shutil.copyfile(first, extra)
                 for _, target in found:
@@ -370,15 +362,44 @@ class Trees:
         finally:
             local_copy.remove(tmp)
 
-    def _verify(self, local: Path, entry: Entry, rel: str, manifest: Manifest) -> None:
-        size = local.stat().st_size
-        digest = versions.file_md5(local) if size == entry.size else ""
-        if size != entry.size or digest != entry.md5:
-            raise BlobIntegrityError(
-                f"{self.t.backend}: {rel} of version {manifest.version} of {manifest.name} does "
-                f"not match its manifest ({size} bytes, MD5 {digest or '-'}; expected "
-                f"{entry.size} bytes, MD5 {entry.md5})")
-        log.debug("%s of version %s verified by size and MD5", rel, manifest.version)
+    def _fetch_files(self, manifest: Manifest, files: list[tuple[str, Path]],
+                     callback: Callback) -> None:
+        """Fetch files of a version, ``max_concurrency`` at a time, each checked against
+        its manifest as its bytes stream past (its CRC32, else its MD5): no second
+        read. A single file may go in parallel ranges; many go one stream each."""
+        vdir = versions.version_dir(self.root, manifest.name, manifest.version)
+        callback.set_size(sum(manifest.files[rel].size for rel, _ in files))
+        guarded = _Locked(callback)
+
+        def one(rel: str, target: Path) -> None:
+            entry, path = manifest.files[rel], f"{vdir}/{rel}"
+            if self.store.local_paths:
+                self.t._confine_local(path)  # a symlink planted in the store
+            meta = Meta(entry.size, crc32=entry.crc32, pinned=True,  # a version never changes
+                        md5=entry.md5 if entry.crc32 is None else None)
+            try:
+                self.t._download(path, target, meta, _Within(guarded), ranged=len(files) == 1)
+            except FileNotFoundError:
+                raise BlobIntegrityError(
+                    f"{self.t.backend}: {rel} of version {manifest.version} of {manifest.name} "
+                    "vanished while it was read (removed by gc after a newer version "
+                    "replaced it, or lost)") from None
+            except BlobIntegrityError as exc:
+                raise BlobIntegrityError(
+                    f"{self.t.backend}: {rel} of version {manifest.version} of {manifest.name} "
+                    f"does not match its manifest ({exc})") from None
+
+        with ThreadPoolExecutor(self.t.settings.max_concurrency,
+                                thread_name_prefix="fsblob-tree") as pool:
+            jobs = [pool.submit(contextvars.copy_context().run, one, rel, target)
+                    for rel, target in files]
+            try:
+                for job in jobs:
+                    job.result()
+            except BaseException:
+                for job in jobs:
+                    job.cancel()
+                raise
 
     def _intact_local_files(self, dest: Path) -> dict[str, tuple[str, Path]]:
         """Files of an earlier download at ``dest`` still as fetched:

@@ -31,8 +31,9 @@ import re
 import secrets
 import stat
 import time
+import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fsblob import paths
@@ -54,12 +55,15 @@ MAX_FILE_SIZE = 2**50
 
 @dataclass(frozen=True)
 class Entry:
-    """One file of a version: its size, the MD5 of its bytes (hex), and whether it
-    is executable (carried by the manifest, so every store keeps a script's x bit)."""
+    """One file of a version: its size, the MD5 of its bytes (hex), whether it is
+    executable (carried by the manifest, so every store keeps a script's x bit), and
+    its CRC32 (which combines over ranges, so a large file downloads in parallel
+    ranges checked as they stream; ``None`` in manifests that lack it)."""
 
     size: int
     md5: str
     executable: bool = False
+    crc32: int | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -78,7 +82,9 @@ class Manifest:
 
     def to_json(self) -> bytes:
         """The manifest as stored."""
-        files = {rel: {"size": e.size, "md5": e.md5, **({"x": True} if e.executable else {})}
+        files = {rel: {"size": e.size, "md5": e.md5,
+                       **({"crc32": e.crc32} if e.crc32 is not None else {}),
+                       **({"x": True} if e.executable else {})}
                  for rel, e in sorted(self.files.items())}
         return json.dumps({"format": MANIFEST_FORMAT, "name": self.name, "version": self.version,
                            "created": self.created, "files": files}, indent=1).encode()
@@ -103,7 +109,11 @@ class Manifest:
                     raise ValueError(f"file {rel!r} has an invalid size {size!r}")
                 if not isinstance(md5, str) or not _MD5.match(md5):
                     raise ValueError(f"file {rel!r} has an invalid MD5 {md5!r}")
-                files[rel] = Entry(size, md5, entry.get("x") is True)
+                crc = entry.get("crc32")
+                if crc is not None and (isinstance(crc, bool) or not isinstance(crc, int)
+                                        or not 0 <= crc < 2**32):
+                    raise ValueError(f"file {rel!r} has an invalid CRC32 {crc!r}")
+                files[rel] = Entry(size, md5, entry.get("x") is True, crc)
             if not files:
                 raise ValueError("it names no file")
             return cls(name, version, float(doc["created"]), files)
@@ -269,7 +279,7 @@ def scan(src: Path) -> dict[str, LocalFile]:
         paths.check_segments(rel, what=f"file {rel!r} in {src}")
         entry = _entry(path)
         if path.stat().st_mode & 0o111:
-            entry = Entry(entry.size, entry.md5, executable=True)
+            entry = Entry(entry.size, entry.md5, True, entry.crc32)
         found[rel] = LocalFile(path, entry)
     return found
 
@@ -300,13 +310,14 @@ def _walk(top: Path, base: Path, ancestors: frozenset[str]) -> Iterator[tuple[Pa
 
 
 def _entry(path: Path) -> Entry:
-    digest = hashlib.md5(usedforsecurity=False)
+    digest, crc = hashlib.md5(usedforsecurity=False), 0
     size = 0
     with open(path, "rb") as f:
         while chunk := f.read(_READ_SIZE):
             digest.update(chunk)
+            crc = zlib.crc32(chunk, crc)
             size += len(chunk)
-    return Entry(size, digest.hexdigest())
+    return Entry(size, digest.hexdigest(), crc32=crc)
 
 
 def file_md5(path: Path) -> str:

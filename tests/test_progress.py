@@ -148,7 +148,7 @@ class SteppingClock:
         return self.now
 
 
-def test_s3_tree_download_shows_files_not_bytes(s3_case: Case, tmp_path: Path) -> None:
+def test_s3_tree_download_shows_the_bytes_of_all_its_files(s3_case: Case, tmp_path: Path) -> None:
     manager = s3_case.make()
     tree = tmp_path / "run"
     tree.mkdir()
@@ -160,8 +160,8 @@ def test_s3_tree_download_shows_files_not_bytes(s3_case: Case, tmp_path: Path) -
         manager.download(uri, tmp_path / "out", callback=bar)
     frames = _frames(stream)
     assert frames, "nothing drawn"
-    assert any(re.search(r"\b[0-4]/4 files\b", f) for f in frames), frames
-    assert not any(" B / " in f or "%" in f for f in frames), frames
+    assert all("/ 4.0 MiB" in f for f in frames), frames  # one total: the tree's bytes
+    assert "100%" in frames[-1] and "4.0 MiB / 4.0 MiB" in frames[-1], frames
 
 
 def test_bar_is_off_when_not_enabled() -> None:

@@ -383,7 +383,7 @@ def digest_file(path: str, part_size: int | None = None, threads: int = 4) -> Fi
         with open(path, "rb", buffering=0) as f:
             f.seek(start)
             while left > 0:
-                data = f.read(min(4 * MiB, left))
+                data = f.read(min(MiB, left))  # 1 MiB held per thread: trees hash many at once
                 if not data:
                     raise RangeMismatch(f"{path} shrank while it was being uploaded")
                 crc, left = CRC32.update(data, crc), left - len(data)

@@ -15,9 +15,11 @@ checks it on arrival). The upload is verified before it is reported done, by
 what does not depend on the store checking anything: the ETag the store answers
 for a ``PutObject`` or a part is its MD5 of the bytes it received, compared with
 the file's (unless KMS or customer-key encryption makes ETags opaque); a
-multipart object's ETag is compared with the MD5 of the parts' MD5s; then a HEAD
-compares size, fsblob's CRC32 and the store's own CRC32 (``FULL_OBJECT`` with
-the file's, ``COMPOSITE`` with the CRC32 of the parts' CRC32s). A failed upload
+multipart object's ETag is compared with the MD5 of the parts' MD5s; then (unless
+a single ``PutObject`` was answered with the MD5 sent, which already proves the
+bytes: one request per small upload) a HEAD compares size, fsblob's CRC32 and the
+store's own CRC32 (``FULL_OBJECT`` with the file's, ``COMPOSITE`` with the CRC32
+of the parts' CRC32s). A failed upload
 is aborted. An error answer keeps the store's code and the operation
 (``CompleteMultipartUpload: InvalidPart: ...``).
 
@@ -164,7 +166,8 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback, *,
     else:
         ours[0] = _put_multipart(fs, s3, bucket, key, lpath, digest, callback, part_size,
                                  settings, extra, checked)
-    watch.run(fs, _check_stored, s3, bucket, key, digest, checked, ours[0])
+    if not (single and checked == ["MD5 ETag"]):  # a PUT answered with the MD5 sent is checked
+        watch.run(fs, _check_stored, s3, bucket, key, digest, checked, ours[0])
     fs.invalidate_cache(rpath)
 
 

@@ -46,7 +46,9 @@ class Store:
             uses this to turn its library's retries off where it can.
         put_file: a replacement for the filesystem's ``put_file``, called as
             ``put_file(fs, lpath, rpath, callback)``, where the client's own is slow
-            or memory-hungry.
+            or memory-hungry; with ``upload``, the bytes alone, for files whose
+            checksum travels elsewhere (a tree's manifest) where storing it costs a
+            request of its own (a WebHDFS xattr).
         get_file: a replacement for the filesystem's ``get_file``, called as
             ``get_file(fs, rpath, lpath, callback)``, where the client's own read
             path is unsafe.

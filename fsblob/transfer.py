@@ -193,10 +193,12 @@ class Transfer:
                 if aside is not None:
                     self._discard(aside)
 
-    def _put(self, src: Path, rpath: str, callback: Callback) -> None:
+    def _put(self, src: Path, rpath: str, callback: Callback, *, checksum: bool = True) -> None:
         """Upload one file with the backend's byte path (which stores fsblob's
-        checksum and verifies the upload), else the filesystem's ``put_file``."""
-        if self.store.upload is not None:
+        checksum and verifies the upload), else the filesystem's ``put_file``.
+        ``checksum=False``: the caller keeps the checksum (a tree's manifest), so a
+        backend whose ``put_file`` sends the bytes alone may skip storing it."""
+        if self.store.upload is not None and (checksum or self.store.put_file is None):
             try:
                 self.store.upload(self.fs, str(src), rpath, callback, self.settings)
             except chunks.RangeMismatch as exc:  # the public type, from the public module

@@ -23,6 +23,7 @@ abandoned multipart uploads, all below ``<root>/.fsblob/`` and nowhere else.
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import os
@@ -184,8 +185,9 @@ class Trees:
                 self.fs.makedirs(folder, exist_ok=True)  # leaves only: makedirs makes parents
         with ThreadPoolExecutor(self.t.settings.max_concurrency,
                                 thread_name_prefix="fsblob-tree") as pool:
+            put = functools.partial(self.t._put, checksum=False)  # the manifest has it
             jobs = [pool.submit(contextvars.copy_context().run,  # the attempt's limits
-                                self.t._put, f.path, f"{vdir}/{rel}", _Within(guarded))
+                                put, f.path, f"{vdir}/{rel}", _Within(guarded))
                     for rel, f in rest.items()]
             try:
                 for job in jobs:

@@ -379,7 +379,8 @@ def test_a_namenode_without_xattrs_stores_and_says_downloads_are_not_verified(
 
 
 class _ReplaceAfterPut:
-    """Another uploader's PutObject lands right after ours, before our check."""
+    """Another uploader's PutObject lands right after our upload completes, before
+    our check."""
 
     def __init__(self) -> None:
         self.armed = True
@@ -388,8 +389,8 @@ class _ReplaceAfterPut:
         return None
 
     def on_response(self, req: Any, resp: Any, upstream: Any) -> None:
-        if (self.armed and req.method == "PUT" and "uploadId" not in req.path
-                and resp.status == 200):
+        if (self.armed and req.method == "POST" and "uploadId" in req.path
+                and resp.status == 200):  # CompleteMultipartUpload
             self.armed = False
             signed = {"authorization": "AWS test:test"}  # moto checks no signature
             upstream.call("PUT", req.path.split("?")[0], signed, b"another uploader's bytes")
@@ -398,17 +399,32 @@ class _ReplaceAfterPut:
 def test_an_upload_replaced_right_after_it_is_no_failure(moto_server: Any, s3_case: Case,
                                                          tmp_path: Path,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    """The check after the upload reads the object If-Match the ETag the store
+    """The check after a multipart upload reads the object If-Match the ETag the store
     answered: a later upload's object is neither compared nor a reason to upload again."""
-    src = _write(tmp_path / "a.bin", 5000)
+    src = _write(tmp_path / "a.bin", 11 * 2**20)
     caplog.set_level(logging.INFO, logger="fsblob")
     with FaultProxy(moto_server.url, translator=_ReplaceAfterPut()) as proxy:
-        manager = s3_case.make(endpoint_url=proxy.url, retries=0)
+        manager = s3_case.make(endpoint_url=proxy.url, retries=0, multipart_threshold="5MiB",
+                               multipart_chunksize="5MiB")
         uri = manager.upload(src)
-        assert proxy.count("PUT") == 1, "uploaded again"
+        assert proxy.count("POST") == 2, "uploaded again"  # create and complete, once each
         with fsspec.open(uri, "rb", **manager.storage_options) as f:
             assert f.read() == b"another uploader's bytes"
     assert "was replaced by another upload right after this one" in caplog.text
+
+
+def test_a_put_answered_with_the_md5_sent_needs_no_check_after_it(s3_case: Case,
+                                                                   tmp_path: Path) -> None:
+    """The ETag of a single PutObject is the MD5 of the bytes stored: equal to the
+    file's, the upload is verified in one request."""
+    manager = s3_case.make()
+    src = _write(tmp_path / "a.bin", 5000)
+    manager.fs  # noqa: B018  (opening the store checks the bucket: one HEAD, not counted)
+    s3_case.server.reset_stats()
+    uri = manager.upload(src)
+    assert [m for m, _ in s3_case.server.requests] == ["PUT"]
+    with fsspec.open(uri, "rb", **manager.storage_options) as f:
+        assert f.read() == src.read_bytes()
 
 
 def test_webhdfs_bytes_damaged_on_the_way_up_are_caught_by_the_next_download(

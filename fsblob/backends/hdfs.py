@@ -312,4 +312,4 @@ def _raise_for_webhdfs(response: Any, rpath: str, op: str = "") -> None:
 
 #: WebHDFS's byte path and what it can do (see :class:`fsblob.store.Store`).
 WEBHDFS: dict[str, Any] = {"meta": meta, "read_range": read_range, "upload": upload,
-                           "atomic_writes": False}
+                           "put_file": _webhdfs_put_file, "atomic_writes": False}

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fsblob import paths
+from fsblob.local_copy import PART_SUFFIX
 from fsblob.errors import InvalidPathError
 
 #: The hidden folder below the root that holds everything fsblob keeps for itself.
@@ -44,8 +45,6 @@ CONTROL = ".fsblob"
 MANIFEST_FORMAT = "fsblob-manifest/1"
 #: The first bytes of a pointer object: nothing else fsblob stores starts with them.
 POINTER_MAGIC = b"fsblob-tree-pointer/1\n"
-#: The suffix of temporaries (remote and local).
-PART_SUFFIX = ".fsblob-part"
 _READ_SIZE = 2**20
 _VERSION = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{8}$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")

@@ -10,9 +10,7 @@ is not retried and a steady transfer outlasts the deadline several times.
 
 from __future__ import annotations
 
-import datetime
 import http.server
-import ssl
 import threading
 import time
 import uuid
@@ -37,6 +35,7 @@ from tests.conftest import OSS_BUCKET, S3_BUCKET, Case
 from tests.servers.moto import MotoServer
 from tests.servers.oss import OssServer
 from tests.servers.silent import SilentServer
+from tests.servers.tls import self_signed_context
 from tests.servers.trickle import TrickleProxy
 from tests.servers.webhdfs import WebHdfsServer
 
@@ -365,24 +364,7 @@ class _Paced(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[str]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context = self_signed_context(tmp_path, "127.0.0.1")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Paced)
     server.daemon_threads = True
     server.socket = context.wrap_socket(server.socket, server_side=True)

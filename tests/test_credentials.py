@@ -14,7 +14,6 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import S3_BUCKET
 from tests.servers.moto import MotoServer

@@ -3,7 +3,6 @@ failures that no retry can mend are not retried; the raised types are public."""
 
 from __future__ import annotations
 
-import datetime
 import http.server
 import logging
 import ssl
@@ -27,6 +26,7 @@ from fsblob import (
 from fsblob.errors import redact
 from tests.conftest import Case
 from tests.servers.moto import MotoServer
+from tests.servers.tls import self_signed_context
 from tests.test_contract import _file
 
 
@@ -78,24 +78,7 @@ def web404() -> Iterator[_Counting]:
 @pytest.fixture
 def self_signed(tmp_path: Path) -> Iterator[_Counting]:
     """An https server whose certificate no CA bundle vouches for."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fsblob-test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context = self_signed_context(tmp_path, "fsblob-test")
     yield from _serve(_Counting(context))
 
 

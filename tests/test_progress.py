@@ -177,8 +177,6 @@ def test_cli_bar_on_a_terminal_through_a_slow_link(s3_case: Case, tmp_path: Path
     """``fsblob upload`` with stderr on a pseudo-terminal, through an 8 MiB/s link: the
     frames use MiB, their percentages never fall, and the first has no ETA."""
     import os
-    import pty
-    import re
     import subprocess
     import sys
     from urllib.parse import urlsplit

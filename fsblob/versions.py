@@ -7,7 +7,7 @@ upload writes a new one and never touches an old one:
   a plain directory that pandas, pyarrow and the aws CLI read as it is. Its URI
   is what ``upload(dir)`` returns; nothing below it ever changes.
 * ``<root>/.fsblob/trees/<name>/<version>.json``: its **manifest** (every file's
-  relative path, size, MD5 and x bit), written only once every file is stored and
+  relative path, size, MD5, CRC32 and x bit), written only once every file is stored and
   checked. A version without a manifest is not a version (an upload in flight,
   or one that died).
 * ``<root>/<name>``: the **pointer**, a small object naming the current version,

@@ -137,12 +137,7 @@ class Trees:
                       if old.files.get(rel) == f.entry}
         sends = {rel: f for rel, f in files.items() if rel not in copies}
         callback.set_size(sum(f.entry.size for f in sends.values()))
-        try:
-            self._send(sends, vdir, callback)
-        except FileNotFoundError:  # the new version's folder went (a gc with no grace)
-            raise BlobIntegrityError(
-                f"{self.t.backend}: version {version} of {self.store.uri(dest)} was removed "
-                "while it was being written; nothing was committed") from None
+        self._send(sends, vdir, callback)
         self._copy(copies, vdir)
         wrong = self._check(vdir, manifest, copied=set(copies))
         if wrong:  # copies whose source was gone or damaged: their bytes, from here
@@ -170,7 +165,15 @@ class Trees:
         parts where it is large (the client's connection pool bounds the total)."""
         if not files:
             return
-        guarded = _Locked(callback)
+        try:
+            self._send_files(files, vdir, _Locked(callback))
+        except FileNotFoundError as exc:  # the new version's folder went (gc with no grace)
+            raise BlobIntegrityError(
+                f"{self.t.backend}: a file vanished while {vdir} was being written ({exc}: a "
+                "local file removed, or the new version removed by a gc with no grace "
+                "period); nothing was committed") from None
+
+    def _send_files(self, files: Mapping[str, LocalFile], vdir: str, guarded: Callback) -> None:
         batched = {rel for rel, f in files.items()
                    if self.store.atomic_put and f.entry.size <= BATCH_FILE_SIZE}
         if batched:

@@ -23,6 +23,7 @@ abandoned multipart uploads, all below ``<root>/.fsblob/`` and nowhere else.
 from __future__ import annotations
 
 import contextvars
+import errno
 import functools
 import json
 import logging
@@ -529,8 +530,8 @@ class Trees:
         removed = []
         for v in doomed:  # the manifest first: no new reader starts on a half-removed version
             self._rm_quietly([versions.manifest_path(self.root, name, v)])
-            self._rm_quietly([versions.version_dir(self.root, name, v)], recursive=True)
-            removed.append(self.store.uri(versions.version_dir(self.root, name, v)))
+            if self._rm_quietly([versions.version_dir(self.root, name, v)], recursive=True):
+                removed.append(self.store.uri(versions.version_dir(self.root, name, v)))
         return removed
 
     def _pointed(self, name: str) -> str | None:
@@ -549,8 +550,7 @@ class Trees:
         except FileNotFoundError:
             return []
         doomed = [i["name"].rstrip("/") for i in listed if now - _age(i, now) > older_than]
-        self._rm_quietly(doomed, recursive=True)
-        return [self.store.uri(p) for p in doomed]
+        return [self.store.uri(p) for p in doomed if self._rm_quietly([p], recursive=True)]
 
     def _gc_legacy(self, older_than: float, now: float) -> list[str]:
         """fsblob 0.x kept objects and commit records; readers now read the plain
@@ -561,13 +561,25 @@ class Trees:
         self._rm_quietly(doomed)
         return [self.store.uri(p) for p in doomed]
 
-    def _rm_quietly(self, doomed: list[str], *, recursive: bool = False) -> None:
+    def _rm_quietly(self, doomed: list[str], *, recursive: bool = False) -> bool:
+        """Remove ``doomed``; gone already is fine. A folder a writer adds to while
+        it is removed (an upload still sending into a version gc judged abandoned)
+        is left for the next gc: False."""
+        whole = True
         for path in doomed:
             try:
                 self.fs.rm(path, recursive=recursive)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    log.warning("gc: %s gained files while it was removed (a writer is "
+                                "still at work there); left for the next gc", self.store.uri(path))
+                    whole = False
+                elif not is_not_found(exc):
+                    raise
             except Exception as exc:
                 if not is_not_found(exc):
                     raise
+        return whole
 
 
 class _Locked(Callback):

@@ -11,6 +11,7 @@ processes for a few seconds and count.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import threading
@@ -786,3 +787,42 @@ def test_gc_command_keeps_the_newest_superseded_versions(tmp_path: Path) -> None
     assert not Path(made[0]).exists() and Path(made[1]).exists() and Path(made[2]).exists()
     assert fsblob("download", "proj", "out").stdout.strip().endswith("out/proj")
     assert (tmp_path / "out" / "proj" / "a.txt").read_text() == "v2"
+
+
+def test_gc_leaves_a_version_a_writer_is_still_filling(
+        local_case: Case, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A version that never committed, older than the grace period, while a slow
+    uploader still adds files to it: gc takes what it can and leaves the folder
+    for next time instead of failing (or reporting it removed)."""
+    manager = local_case.make()
+    v1 = manager.upload(_tree(tmp_path, "v1", {"a.txt": 10})).rsplit("/", 1)[-1]
+    root = Path(_root(manager))
+    version = versions.new_version()
+    folder = Path(versions.version_dir(str(root), "model", version))
+    stop = threading.Event()
+
+    def writer() -> None:  # deep folders make rmtree's window wide
+        i = 0
+        while not stop.is_set():
+            deep = folder / f"d{i % 5}" / "e" / "f"
+            i += 1
+            try:
+                deep.mkdir(parents=True, exist_ok=True)
+                (deep / f"{i}.bin").write_bytes(b"x")
+            except FileNotFoundError:
+                pass  # gc took the folder between the two steps: write again
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="fsblob"):
+            for _ in range(200):
+                removed = manager.gc(older_than=0, keep=0)
+                assert not any(v1 in r for r in removed), "gc removed the current version"
+    finally:
+        stop.set()
+        thread.join(10)
+    assert "a writer is still at work there" in caplog.text, "gc and the writer never raced"
+    assert _files(Path(manager.download("model", tmp_path / "out"))) == _files(tmp_path / "v1" / "model")
+    manager.gc(older_than=0, keep=0)
+    assert not folder.exists(), "left for good"

@@ -21,6 +21,21 @@ class Upload:
     started: float
 
 
+@dataclass(frozen=True)
+class Start:
+    """What one GET of an object's first bytes told (:attr:`Store.read_start`).
+
+    Attributes:
+        meta: its :class:`~fsblob.integrity.Meta`; ``None``: it still has the ETag
+            the GET named in ``If-None-Match`` (a 304).
+        data: its first bytes: the whole object when ``meta.size`` is no larger
+            than the GET asked for.
+    """
+
+    meta: Any
+    data: bytes = b""
+
+
 @dataclass(frozen=True, repr=False)
 class Store:
     """A backend's answer to "where do artifacts go?".
@@ -84,6 +99,12 @@ class Store:
             ``meta`` describes to ``feed`` in pieces, and raises
             :class:`~fsblob.chunks.ObjectChanged` if that version is gone (If-Match).
             Without it: fsspec's ranged ``cat_file``, pinned by re-reading the stat.
+        read_start: one request that both stats and reads, ``(fs, path, limit,
+            unless_etag) ->`` :class:`Start`: a GET of the object's first ``limit``
+            bytes whose answer gives its Meta, or ``Start(None)`` if its ETag is
+            still ``unless_etag`` (``If-None-Match``); ``FileNotFoundError`` when
+            there is no object (a directory, or nothing: the engine then asks
+            ``meta``). Downloads use it so that a small file costs one request.
         upload: the backend's byte path for uploads, ``(fs, lpath, rpath, callback,
             settings)``: writes the file with fsblob's checksum in the store's
             metadata and verifies what the store holds before returning.
@@ -115,6 +136,7 @@ class Store:
     abort_upload: Callable[[Any, Upload], None] | None = None
     meta: Callable[[Any, str], Any] | None = None
     read_range: Callable[[Any, str, Any, int, int, Callable[[bytes], None]], None] | None = None
+    read_start: Callable[[Any, str, int, str], Start] | None = None
     upload: Callable[[Any, str, str, Any, Any], None] | None = None
     ranged_reads: bool = True
     local_paths: bool = False

@@ -26,12 +26,15 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsblob import chunks, integrity, local_copy, paths, stall, versions
 from fsblob.errors import BlobIntegrityError, PathOutsideRootError
 from fsblob.retry import is_not_found
-from fsblob.store import Store
+from fsblob.store import Start, Store
 
 log = logging.getLogger("fsblob")
 
 #: Files of a directory up to this size are sent together, in one call.
 BATCH_FILE_SIZE = 8 * 2**20
+#: A download's first GET reads this much (where the store stats and reads in one
+#: request): a file no larger costs that one request.
+FIRST_READ = 2**20
 
 #: Info fields that change when an object's content changes, across filesystems.
 _VERSION_FIELDS = ("ETag", "etag", "md5", "LastModified", "last_modified", "mtime",
@@ -63,16 +66,17 @@ class Transfer:
     # -- downloads ----------------------------------------------------------------------
 
     def fetch_file(self, path: str, dest: Path, callback: Callback,
-                   meta: integrity.Meta) -> None:
+                   meta: integrity.Meta, head: bytes | None = None) -> None:
         """Bring ``dest`` up to date with the remote file ``path``, whose ``meta``
-        (one stat, :meth:`meta`) the caller has (and holds the lock of ``dest``)."""
+        (one stat, :meth:`meta`) and first bytes ``head`` (if the look read them)
+        the caller has (and holds the lock of ``dest``)."""
         version = meta.token()
         if self.copies.is_fresh(dest, version):
             log.info("%s is up to date", dest)
             return
         tmp = local_copy.temp_sibling(dest)
         try:
-            self._download(path, tmp, meta, callback)
+            self._download(path, tmp, meta, callback, head=head)
             self._put_in_place(tmp, dest, version)
         except BaseException:
             self._clean_strays(tmp)
@@ -237,11 +241,23 @@ class Transfer:
             info["etag"] = self.store.etag(self.fs, path)
         return integrity.from_info(info, md5_etag=self.store.md5_etag)
 
+    def _start(self, path: str, unless_etag: str = "") -> Start | None:
+        """One GET that stats ``path`` and reads its first bytes, where the store
+        can (:attr:`Store.read_start`); ``None`` where it cannot, or where there is
+        no object (a directory, or nothing: the stat tells which)."""
+        if self.store.read_start is None:
+            return None
+        try:
+            return self.store.read_start(self.fs, path, FIRST_READ, unless_etag)
+        except FileNotFoundError:
+            return None
+
     def _download(self, path: str, tmp: Path, meta: integrity.Meta, callback: Callback,
-                  *, ranged: bool = True) -> None:
+                  *, ranged: bool = True, head: bytes | None = None) -> None:
         """Fetch one object into ``tmp``, checked as it streams past (see
         :mod:`fsblob.integrity`): one version of it, or raise. ``ranged=False``: in
-        one stream (the caller runs many files at once)."""
+        one stream (the caller runs many files at once). ``head``: its first bytes,
+        already read (only the rest is fetched)."""
         uri = self.store.uri(path)
         size = meta.size or 0
         part = self.settings.part_size(size)
@@ -251,7 +267,7 @@ class Transfer:
             ranges = self._ranges(meta, check)
         tmp.touch()
         try:
-            what = self._read_checked(path, tmp, meta, check, ranges, callback)
+            what = self._read_checked(path, tmp, meta, check, ranges, callback, head)
         except chunks.RangeMismatch as exc:  # the public type, from the public module
             raise BlobIntegrityError(f"{self.backend}: {exc}") from None
         got = tmp.stat().st_size
@@ -264,10 +280,13 @@ class Transfer:
                      "checksum of it)", uri, got, len(ranges), what)
 
     def _read_checked(self, path: str, tmp: Path, meta: integrity.Meta, check: integrity.Check,
-                      ranges: list[tuple[int, int]], callback: Callback) -> str:
+                      ranges: list[tuple[int, int]], callback: Callback,
+                      head: bytes | None = None) -> str:
         uri = self.store.uri(path)
-        hashes = chunks.fetch(self._reader(path, meta), str(tmp), ranges, check.hasher,
-                              self.settings, callback, uri)
+        read = self._reader(path, meta)
+        if head is not None:
+            read = _after(head, read)
+        hashes = chunks.fetch(read, str(tmp), ranges, check.hasher, self.settings, callback, uri)
         if not meta.pinned:  # no If-Match: the object must be the same one at the end
             self.fs.invalidate_cache(path)
             try:
@@ -457,6 +476,19 @@ class _Bytes(Callback):
     def relative_update(self, inc: int | None = 1) -> None:
         done, self._done = self._done, self._done + (inc or 0)
         self._target.relative_update(sum(self._sizes[done:self._done]))
+
+
+def _after(head: bytes, read: chunks.Reader) -> chunks.Reader:
+    """A reader that takes bytes below ``len(head)`` from ``head`` (already read)
+    and only the rest from ``read``."""
+
+    def read_rest(start: int, end: int, feed: Callable[[bytes], None]) -> None:
+        if start < len(head):
+            feed(head[start:min(end, len(head))])
+        if end > len(head):
+            read(max(start, len(head)), end, feed)
+
+    return read_rest
 
 
 def _version(info: Mapping[str, Any]) -> str:

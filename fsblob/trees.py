@@ -54,10 +54,13 @@ log = logging.getLogger("fsblob")
 class Current:
     """What a name holds now: a tree's pointer and manifest, a file, or nothing."""
 
-    kind: str  # "tree", "file", "directory" (a tree another tool wrote), "none", "damaged"
+    # "tree", "file", "directory" (a tree another tool wrote), "none", "damaged",
+    # "unchanged" (a file still at the ETag the caller named)
+    kind: str
     info: Meta | None = None
     manifest: Manifest | None = None
     problem: str = ""
+    data: bytes | None = None  # the file's first bytes, when the look read them
 
 
 class Trees:
@@ -74,22 +77,30 @@ class Trees:
 
     # -- reading what a name holds ----------------------------------------------------
 
-    def current(self, path: str, *, strict: bool = True) -> Current:
+    def current(self, path: str, *, strict: bool = True, read: bool = False,
+                unless_etag: str = "") -> Current:
         """What ``path`` holds now. A damaged pointer or manifest raises when
-        ``strict``, and is reported as ``kind="damaged"`` otherwise."""
+        ``strict``, and is reported as ``kind="damaged"`` otherwise. ``read``: a
+        download's look, which also reads a file's first bytes where the store can
+        in the same request (``unless_etag``: ``"unchanged"`` if it still has it)."""
         self.fs.invalidate_cache(path)
+        start = self.t._start(path, unless_etag) if read else None
+        if start is not None and start.meta is None:
+            return Current("unchanged")
         try:
-            info = self.t._meta(path)
+            info = start.meta if start is not None else self.t._meta(path)
         except FileNotFoundError:
             return Current("none")
+        data = start.data if start is not None else None
         if info.is_dir:
             return Current("directory", info)
         name = versions.name_of(self.root, path)
         if name is None or info.size != versions.POINTER_SIZE:  # only these may be pointers
-            return Current("file", info)
-        data = self.t._cat(path)
+            return Current("file", info, data=data)
+        if data is None or len(data) != info.size:
+            data = self.t._cat(path)
         if not Pointer.is_pointer(data):
-            return Current("file", info)
+            return Current("file", info, data=data)
         try:
             pointer = Pointer.parse(data, self.store.uri(path))
             manifest = self.manifest(name, pointer.version)
@@ -307,7 +318,13 @@ class Trees:
             else:
                 self._fetch_version(manifest, dest, callback)
             return
-        now = self.current(path)
+        recorded = self.t.copies.recorded(dest) or {}
+        now = self.current(path, read=True, unless_etag=_etag_of(recorded.get("version")))
+        if now.kind == "unchanged":  # a 304: the local copy is fresh if untouched
+            if self.t.copies.is_fresh(dest, recorded["version"]):
+                log.info("%s is up to date", dest)
+                return
+            now = self.current(path, read=True)
         if now.kind == "tree":
             assert now.manifest is not None
             self._fetch_version(now.manifest, dest, callback)
@@ -317,7 +334,7 @@ class Trees:
             raise FileNotFoundError(f"{path}: no such artifact")
         else:
             assert now.info is not None
-            self.t.fetch_file(path, dest, callback, now.info)
+            self.t.fetch_file(path, dest, callback, now.info, now.data)
 
     def _fetch_member(self, path: str, manifest: Manifest, where: VersionPath, dest: Path,
                       callback: Callback) -> None:
@@ -580,6 +597,16 @@ class Trees:
                 if not is_not_found(exc):
                     raise
         return whole
+
+
+def _etag_of(token: Any) -> str:
+    """The ETag in a file's freshness record (:meth:`Meta.token`), else ``""``."""
+    try:
+        recorded = json.loads(token)
+    except (TypeError, ValueError):
+        return ""
+    etag = recorded.get("etag") if isinstance(recorded, dict) else None
+    return etag if isinstance(etag, str) else ""
 
 
 class _Locked(Callback):

@@ -184,9 +184,10 @@ def _bookkeeping(path: str) -> bool:
 
 
 def _object_gets(proxy: FaultProxy, prefix: str) -> int:
-    """GETs of object bytes (not listings, bucket queries or manifests) below ``prefix``."""
-    return sum(1 for method, path in proxy.requests
-               if method == "GET" and f"/{prefix}/" in unquote(path.split("?")[0])
+    """GETs of object bytes (not listings, bucket queries or manifests, nor those
+    answered "304 Not Modified") below ``prefix``."""
+    return sum(1 for method, path, status in proxy.answers
+               if method == "GET" and status != 304 and f"/{prefix}/" in unquote(path.split("?")[0])
                and "list-type" not in path and not _bookkeeping(path))
 
 

@@ -41,9 +41,9 @@ from fsspec.asyn import sync
 
 from fsblob import integrity, logs, retry, stall
 from fsblob.backends import keys, s3_upload, watch
-from fsblob.chunks import CRC32, PIECE, ObjectChanged, crc64nvme
+from fsblob.chunks import CRC32, PIECE, ObjectChanged, RangeMismatch, crc64nvme
 from fsblob.errors import BlobConfigError
-from fsblob.store import Store, Upload
+from fsblob.store import Start, Store, Upload
 
 log = logging.getLogger("fsblob")
 
@@ -104,6 +104,7 @@ def store(config: Mapping[str, Any]) -> Store:
         abort_upload=_abort_upload,
         meta=meta,
         read_range=read_range,
+        read_start=read_start,
         upload=s3_upload.upload,
         atomic_writes=True,
         sign_expiry=(1, 7 * 86400),  # SigV4: 1 s to 7 days
@@ -151,8 +152,73 @@ def meta(fs: Any, path: str) -> integrity.Meta:
     head = _head(fs, path)
     if head is None:
         return integrity.Meta(None, is_dir=True)
+    return _meta_of(fs, path, head, head["ContentLength"])
+
+
+def read_start(fs: Any, path: str, limit: int, unless_etag: str) -> Start:
+    """One ``GetObject`` of the object's first ``limit`` bytes (``Range``), whose
+    answer tells what :func:`meta` tells; ``If-None-Match`` ``unless_etag``: a 304
+    is ``Start(None)``. A larger object without fsblob's CRC32 (another tool's) also
+    gets the HEAD, as a ranged answer carries no full-object checksum. A server
+    that ignores ``Range`` is read no further than ``limit``. Raises
+    ``FileNotFoundError`` for no object (or a prefix)."""
+    bucket, key, version = fs.split_path(path)
+    if not key:
+        raise FileNotFoundError(path)
+    pin = {"VersionId": version} if version else {}
+    if unless_etag:
+        pin["IfNoneMatch"] = f'"{unless_etag}"'
+    answer, data = watch.run(fs, _get_start, fs, bucket, key, limit, pin)
+    if answer is None:
+        return Start(None)
+    total = str(answer.get("ContentRange") or "").rpartition("/")[2]
+    size = int(total) if total.isdigit() else int(answer["ContentLength"])
+    if len(data) != min(size, limit):
+        raise RangeMismatch(f"s3://{bucket}/{key}: received {len(data)} bytes of the first "
+                            f"{min(size, limit)}")
+    start = Start(_meta_of(fs, path, answer, size), data)
+    if size > len(data) and start.meta.crc32 is None:
+        # a part's answer has no full-object checksum: another tool's large object
+        # needs the HEAD that tells it (and must still be the object the GET read)
+        whole = meta(fs, path)
+        if whole.etag != start.meta.etag:
+            raise ObjectChanged(f"s3://{bucket}/{key} changed during the download")
+        start = Start(whole, data)
+    return start
+
+
+async def _get_start(fs: Any, bucket: str, key: str, limit: int,
+                     pin: dict[str, str]) -> tuple[dict[str, Any] | None, bytes]:
+    from botocore.exceptions import ClientError
+
+    where = f"s3://{bucket}/{key}"
+    await fs.set_session()
+    s3 = await fs.get_s3(bucket)
+    try:
+        answer = await s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{limit - 1}",
+                                     ChecksumMode="ENABLED", **pin)
+    except ClientError as exc:
+        meta = exc.response.get("ResponseMetadata", {})
+        if meta.get("HTTPStatusCode") == 304:
+            return None, b""
+        if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # an empty object
+            answer = await s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED",
+                                         **pin)
+        else:
+            raise s3_upload.store_error("GetObject", where, exc) from None
+    body, pieces, got = answer.pop("Body"), [], 0
+    try:
+        while got < limit and (piece := await body.read(min(PIECE, limit - got))):
+            pieces.append(piece)
+            got += len(piece)
+    finally:
+        body.close()
+    return answer, b"".join(pieces)
+
+
+def _meta_of(fs: Any, path: str, head: Mapping[str, Any], size: int) -> integrity.Meta:
+    """The :class:`~fsblob.integrity.Meta` of a HEAD's (or GET's) answer."""
     etag = str(head.get("ETag", "")).strip('"')
-    size = head["ContentLength"]
     fields: dict[str, Any] = integrity.etag_meta(etag, md5=not _opaque(head))
     kind_name = head.get("ChecksumType")
     if kind_name != "COMPOSITE" and (kind_name == "FULL_OBJECT" or "-" not in etag):
@@ -216,9 +282,18 @@ async def _read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end:
     if error is not None:
         raise error
     body = answer["Body"]
+    # a server that ignores Range answers the whole object: skip to the range, stop after it
+    ignored = bool(extra) and not answer.get("ContentRange")
+    skip, left = (start, end - start) if ignored else (0, None)
     try:
-        while piece := await body.read(PIECE):
-            feed(piece)
+        while left != 0 and (piece := await body.read(PIECE)):
+            if skip:
+                cut = min(skip, len(piece))
+                piece, skip = piece[cut:], skip - cut
+            if left is not None:
+                piece, left = piece[:left], left - min(left, len(piece))
+            if piece:
+                feed(piece)
     finally:
         body.close()
 

@@ -212,6 +212,10 @@ class FaultProxy:
         self.composite_checksums = False
         #: Ignore ``partNumber`` on HEAD and GET (stores that cannot tell a part's size).
         self.ignore_part_numbers = False
+        #: Drop ``Range`` from GETs: answer the whole object with a 200 (servers and
+        #: caches that ignore ranges).
+        self.ignore_ranges = False
+        self._statuses: list[tuple[str, str, int]] = []
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -300,6 +304,12 @@ class FaultProxy:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def answers(self) -> list[tuple[str, str, int]]:
+        """(method, path+query, status) of every answer sent so far (a copy)."""
+        with self._lock:
+            return list(self._statuses)
+
     def count(self, method: str | None = None, contains: str = "") -> int:
         """Number of requests with this method (any if None) whose path contains ``contains``."""
         return sum(
@@ -312,6 +322,7 @@ class FaultProxy:
         """Forget the recorded requests."""
         with self._lock:
             self._requests.clear()
+            self._statuses.clear()
 
     # -- used by the handler -------------------------------------------------
     def _track(self, sock: socket.socket) -> None:
@@ -418,6 +429,8 @@ class _Handler(BaseHTTPRequestHandler):
         if proxy.strip_checksums:
             req.headers = {k: v for k, v in req.headers.items()
                            if not k.startswith(("x-amz-checksum-", "x-amz-sdk-checksum-"))}
+        if proxy.ignore_ranges and req.method == "GET":
+            req.headers = {k: v for k, v in req.headers.items() if k != "range"}
         if proxy.composite_checksums and req.headers.get("x-amz-checksum-type") == "FULL_OBJECT":
             if req.method == "POST" and "uploads" in req.path.split("?", 1)[-1]:
                 req.headers["x-amz-checksum-type"] = "COMPOSITE"
@@ -478,6 +491,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif has_body and "content-length" not in headers:
             headers["transfer-encoding"] = "chunked"
             chunked = True
+        with proxy._lock:
+            proxy._statuses.append((req.method, req.path, resp.status))
         self.send_response_only(resp.status)
         for name, value in headers.items():
             self.send_header(name, value)

@@ -6,9 +6,11 @@
 S3 on moto, which runs in its own process (``tests/servers/moto.py``), so the CPU
 time measured here (``time.process_time``: every thread of this process, the
 event-loop thread of s3fs and obstore's Rust runtime included) is the client's
-alone. For each operation (upload a new 1 KiB file, download a file not yet
+alone. For each operation (upload a 1 KiB file, download a file not yet
 here, exists, ls of a folder of ``--calls`` files) and each client: CPU ms per
-call, wall ms per call, requests per call and CPU ms per request. Re-download:
+call (and of it, the calling thread's: fsblob's own work and the client's sync
+wrapper, while the request itself runs in the client's event-loop thread), wall ms
+per call, requests per call and CPU ms per request. Re-download:
 fsblob's download of a file whose local copy is unchanged (one HEAD, the copy
 reused), against what the others need to learn the same: one HEAD.
 
@@ -139,12 +141,13 @@ class Clients:
         return self.dl / f"{who}-{self.round}"
 
 
-def _timed(fn: Callable[[int], Any], calls: int) -> tuple[float, float]:
-    """CPU ms and wall ms per call, means over ``calls`` calls."""
-    cpu, wall = time.process_time(), time.perf_counter()
+def _timed(fn: Callable[[int], Any], calls: int) -> tuple[float, float, float]:
+    """Process CPU ms, calling-thread CPU ms and wall ms per call, means over ``calls``."""
+    cpu, mine, wall = time.process_time(), time.thread_time(), time.perf_counter()
     for i in range(calls):
         fn(i)
     return ((time.process_time() - cpu) / calls * 1000,
+            (time.thread_time() - mine) / calls * 1000,
             (time.perf_counter() - wall) / calls * 1000)
 
 
@@ -188,7 +191,7 @@ def main() -> int:
             for i in range(3):
                 counted.ops[key](i)
             requests[key] = len(proxy.requests) / 3
-        results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
         for round_ in range(args.rounds + 1):  # round 0 warms every path up, not kept
             direct.round = round_
             for what in OPS:
@@ -200,18 +203,17 @@ def main() -> int:
             print(f"round {round_} done", file=sys.stderr, flush=True)
     print(f"\nClient CPU per call, S3 on moto (own process, loopback), {args.size}-byte files; "
           f"median over {args.rounds} alternating rounds of the mean of {args.calls} calls\n")
-    print("| operation | client | CPU ms / call | wall ms / call | requests / call "
-          "| CPU ms / request | CPU vs fastest |")
-    print("|---|---|---|---|---|---|---|")
+    print("| operation | client | CPU ms / call | caller-thread CPU ms | wall ms / call "
+          "| requests / call | CPU ms / request | CPU vs fastest |")
+    print("|---|---|---|---|---|---|---|---|")
     for what in OPS:
-        rows = [(w, statistics.median(c for c, _ in results[(what, w)]),
-                 statistics.median(t for _, t in results[(what, w)]))
+        rows = [(w, *(statistics.median(r[k] for r in results[(what, w)]) for k in range(3)))
                 for w in only if (what, w) in results]
-        best = min(c for _, c, _ in rows)
-        for w, cpu, wall in rows:
+        best = min(row[1] for row in rows)
+        for w, cpu, mine, wall in rows:
             n = requests[(what, w)]
             per = f"{cpu / n:.2f}" if n else "-"
-            print(f"| {what} | {w} | {cpu:.2f} | {wall:.2f} | {n:.1f} | {per} | "
+            print(f"| {what} | {w} | {cpu:.2f} | {mine:.2f} | {wall:.0f} | {n:.1f} | {per} | "
                   f"{cpu / best:.2f}x |")
     os._exit(0)  # obstore's runtime can abort at interpreter exit
 

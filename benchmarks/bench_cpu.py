@@ -215,6 +215,7 @@ def main() -> int:
             per = f"{cpu / n:.2f}" if n else "-"
             print(f"| {what} | {w} | {cpu:.2f} | {mine:.2f} | {wall:.0f} | {n:.1f} | {per} | "
                   f"{cpu / best:.2f}x |")
+    sys.stdout.flush()
     os._exit(0)  # obstore's runtime can abort at interpreter exit
 
 

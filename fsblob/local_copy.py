@@ -4,10 +4,10 @@ For every destination path fsblob keeps, in its cache directory (never in the
 destination directory):
 
 * a lock file (``locks/<hash>.lock``), its ``flock`` held (:mod:`filelock` where
-  there is no ``fcntl``) around the whole check-fetch-rename sequence, so threads and processes on one host fetch a file
-  once. The hash is of the destination as resolved (its directory's symlinks and
-  ``..`` followed), so every spelling of one place takes one lock. Lock files are
-  never unlinked, which avoids the classic flock race where a waiter locks an
+  there is no ``fcntl``) around the whole check-fetch-rename sequence, so threads
+  and processes on one host fetch a file once. The hash is of the destination as
+  resolved (its directory's symlinks and ``..`` followed), so every spelling of one
+  place takes one lock. Lock files are never unlinked, which avoids the classic flock race where a waiter locks an
   inode that another process has already removed;
 * a record (``state/<hash>.json``) of the remote version the copy came from and of
   the copy itself (size, mtime, inode, per file for a directory). A copy is reused
@@ -196,12 +196,8 @@ def _flocked(path: str, locks: Path) -> int:
         locks.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, flags, 0o644)
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
-                return fd
-            except InterruptedError:  # pragma: no cover (PEP 475 retries it already)
-                continue
+        fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+        return fd
     except BaseException:
         os.close(fd)
         raise

@@ -98,7 +98,7 @@ class RetryPolicy:
         try:  # the first attempt runs bare: tenacity's machinery only once one failed
             with stall.attempt(limits):
                 return fn()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (tenacity decides what it was)
             first: list[Exception] = [exc]
 
         def attempt() -> T:

@@ -93,9 +93,23 @@ class RetryPolicy:
 
         When it finally fails, raise ``fail(last_error, attempts)`` instead.
         """
+        start = time.monotonic()
+        limits = replace(self.limits, retry_until=start + self.deadline)
+        try:  # the first attempt runs bare: tenacity's machinery only once one failed
+            with stall.attempt(limits):
+                return fn()
+        except Exception as exc:  # noqa: BLE001 (tenacity decides what it was)
+            first: list[Exception] = [exc]
+
+        def attempt() -> T:
+            if first:  # tenacity's attempt 1 is the one that just failed: same decisions
+                raise first.pop()
+            with stall.attempt(limits):
+                return fn()
+
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.retries + 1)
-            | tenacity.stop_before_delay(self.deadline),  # no attempt starts after it
+            stop=tenacity.stop_after_attempt(self.retries + 1)  # no attempt starts after
+            | tenacity.stop_before_delay(self.deadline - (time.monotonic() - start)),
             wait=tenacity.wait_random_exponential(multiplier=self.backoff, max=self.max_backoff),
             retry=tenacity.retry_if_exception(is_transient),
             before_sleep=lambda state: log.warning(
@@ -104,13 +118,6 @@ class RetryPolicy:
             ),
             reraise=True,
         )
-
-        limits = replace(self.limits, retry_until=time.monotonic() + self.deadline)
-
-        def attempt() -> T:
-            with stall.attempt(limits):
-                return fn()
-
         try:
             return retrying(attempt)
         except Exception as exc:

@@ -302,8 +302,8 @@ def run(tasks: Sequence[Callable[[Share], T]], settings: TransferSettings, callb
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
-    if len(tasks) == 1:
-        return [one(0)]
+    if len(tasks) <= 1:
+        return [one(0)] if tasks else []
     with ThreadPoolExecutor(min(settings.max_concurrency, len(tasks)),
                             thread_name_prefix="fsblob-part") as pool:
         # each in the attempt's context: its limits (fsblob.stall)

@@ -27,9 +27,9 @@ from fsblob import BlobIntegrityError
 from tests.conftest import S3_BUCKET, Case
 
 MiB = 2**20
-#: 9 MiB files (above the 8 MiB that go in one batched call) go as two parts
-#: (5 MiB + 4 MiB).
-PARTS = {"multipart_threshold": "5MiB", "multipart_chunksize": "5MiB", "max_concurrency": 2}
+#: With 4 connections, 9 MiB files (above the 8 MiB that go in one batched call, and
+#: above half of each connection's share of the tree) go as two parts (5 + 4 MiB).
+PARTS = {"multipart_threshold": "5MiB", "multipart_chunksize": "5MiB", "max_concurrency": 4}
 
 
 def _tree(base: Path, sizes: dict[str, int], tag: str = "v1") -> Path:
@@ -106,9 +106,9 @@ def test_the_parts_of_all_files_share_one_budget(
     shaper.reset()
     uri = manager.upload(src)
     assert case.server.count("PUT", "partNumber=") == 8
-    # max_concurrency 2: two requests at a time in all (files one by one each with
-    # its own parts in flight would open 2 x 2)
-    assert shaper.peak == 2, shaper.peak
+    # max_concurrency 4: four requests at a time in all (four files at once, each
+    # with its own parts in flight, would open 4 x 2)
+    assert shaper.peak == 4, shaper.peak
     assert _files(Path(manager.download(uri, tmp_path / "out"))) == _files(src)
 
 
@@ -150,3 +150,27 @@ def test_a_file_changed_while_the_tree_is_sent_is_an_integrity_failure(
     client = boto3.client("s3", endpoint_url=moto_server.url)
     prefix = f"{s3_case.config['root_directory']}/.fsblob/"
     assert client.list_multipart_uploads(Bucket=S3_BUCKET, Prefix=prefix).get("Uploads") is None
+
+
+def test_files_no_larger_than_their_share_go_in_one_put_each(
+        s3_case: Case, tmp_path: Path) -> None:
+    """Two connections for four 9 MiB files: each file is half of what a connection
+    carries, so parts would only add requests and a hashing pass per part."""
+    manager = s3_case.make(**{**PARTS, "max_concurrency": 2})
+    src = _tree(tmp_path, LARGE)
+    uri = manager.upload(src)
+    proxy = s3_case.server
+    assert proxy.count("PUT", "partNumber=") == 0
+    assert proxy.count("POST", "/.fsblob/trees/") == 0  # no multipart upload
+    assert proxy.count("PUT", ".bin") == 4
+    assert proxy.count("HEAD", "/.fsblob/trees/") == 0
+    assert _files(Path(manager.download(uri, tmp_path / "out"))) == _files(src)
+
+
+def test_a_file_changed_before_its_single_put_is_an_integrity_failure(
+        s3_case: Case, tmp_path: Path) -> None:
+    manager = s3_case.make(**{**PARTS, "max_concurrency": 1}, retries=0)
+    src = _tree(tmp_path, LARGE)
+    with pytest.raises(BlobIntegrityError):  # its Content-MD5 is the manifest's
+        manager.upload(src, callback=_ChangeAFile(src / "sub" / "d.bin"))  # sent last
+    assert not manager.exists("model")

@@ -365,13 +365,20 @@ def upload_files(fs: Any, files: Sequence[tuple[str, str, Any]], callback: Callb
     aborted on failure."""
     s3: Any = None
     plans = []
-    for lpath, rpath, entry in files:
+    # A file goes in one PUT (checked by the MD5 already known: no hashing of
+    # parts) unless it is larger than half of what each connection carries of
+    # the whole batch: the connections then stay as busy as with parts (the last
+    # wave ends at most half a share late), and only files that would hold the
+    # batch up are split.
+    share = sum(entry.size for _, _, entry in files) / (2 * settings.max_concurrency)
+    for lpath, rpath, entry in sorted(files, key=lambda f: -f[2].size):  # largest first
         bucket, key, _ = fs.split_path(rpath)
         part_size = max(settings.part_size(entry.size), MIN_PART)
         while math.ceil(entry.size / part_size) > MAX_PARTS:
             part_size *= 2
         single = entry.size <= SINGLE_PUT_LIMIT and (
-            entry.size < settings.multipart_threshold or entry.size <= part_size)
+            entry.size < settings.multipart_threshold or entry.size <= part_size
+            or entry.size <= share)
         plans.append(_Plan(lpath, bucket, key, entry, None if single else part_size))
         if s3 is None:
             s3 = watch.run(fs, _client, fs, bucket)

@@ -174,3 +174,17 @@ def test_a_file_changed_before_its_single_put_is_an_integrity_failure(
     with pytest.raises(BlobIntegrityError):  # its Content-MD5 is the manifest's
         manager.upload(src, callback=_ChangeAFile(src / "sub" / "d.bin"))  # sent last
     assert not manager.exists("model")
+
+
+def test_small_files_are_checked_by_their_manifest_md5_and_a_damaged_one_resent(
+        s3_case: Case, tmp_path: Path) -> None:
+    """Small files go in groups of concurrent PUTs, each with the manifest's MD5 as
+    Content-MD5: one damaged on the way is refused by the store and sent again
+    (alone), never committed."""
+    manager = s3_case.make(retries=0)
+    src = _tree(tmp_path, {f"f{i:03d}.txt": 3000 + i for i in range(40)})
+    s3_case.server.corrupt_upload_next(1)
+    uri = manager.upload(src)
+    assert s3_case.server.count("PUT", ".txt") == 40 + 1
+    assert s3_case.server.count("HEAD", "/.fsblob/trees/") == 0
+    assert _files(Path(manager.download(uri, tmp_path / "out"))) == _files(src)

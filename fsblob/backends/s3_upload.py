@@ -71,6 +71,7 @@ class FileWindow(io.RawIOBase):
         self._fd = os.open(path, os.O_RDONLY)
         self._start, self._length, self._pos, self._reported = start, length, 0, 0
         self._callback = callback
+        self.error: Exception | None = None  # what the callback raised
 
     def readable(self) -> bool:
         return True
@@ -116,7 +117,11 @@ class FileWindow(io.RawIOBase):
             pass
         sent = min(self._pos, self._length)
         if sent > self._reported:
-            self._callback.relative_update(sent - self._reported)
+            try:
+                self._callback.relative_update(sent - self._reported)
+            except Exception as exc:  # the HTTP client may swallow it: kept for :func:`_sent`
+                self.error = exc
+                raise
             self._reported = sent
 
     def readinto(self, buffer: Any) -> int:
@@ -391,22 +396,25 @@ def upload_files(fs: Any, files: Sequence[tuple[str, str, Any]], callback: Callb
                   "tree upload", lambda i: f"CreateMultipartUpload of {multi[i].where}")
         for p, upload_id in zip(multi, ids):
             p.upload_id = upload_id
-        tasks: list[Callable[[Callback], Any]] = []
+        tasks: list[Callable[[Callback], Any]] = []  # the largest first
         names: list[str] = []
+        firsts = []  # each multipart file's first part's index
+        for p in multi:
+            firsts.append(len(tasks))
+            for number, start in enumerate(range(0, p.entry.size, p.part_size), 1):
+                tasks.append(_part(fs, s3, p, number, start, min(p.part_size, p.entry.size - start)))
+                names.append(f"part {number} of {p.where}")
+        small = [p for p in plans if p.part_size is None and p.entry.size <= SMALL_FILE]
         for p in plans:
-            if p.part_size is None:
+            if p.part_size is None and p.entry.size > SMALL_FILE:
                 tasks.append(_single(fs, s3, p))
                 names.append(p.where)
-            else:
-                for number, start in enumerate(range(0, p.entry.size, p.part_size), 1):
-                    tasks.append(_part(fs, s3, p, number, start,
-                                       min(p.part_size, p.entry.size - start)))
-                    names.append(f"part {number} of {p.where}")
+        for i in range(0, len(small), SMALL_GROUP):  # small files: a group a task
+            tasks.append(_small(fs, s3, small[i:i + SMALL_GROUP]))
+            names.append(f"{len(small[i:i + SMALL_GROUP])} files from {small[i].where}")
         sent = run(tasks, settings, callback, "tree upload", lambda i: names[i])
-        i = 0
-        for p in plans:
-            count = 1 if p.part_size is None else math.ceil(p.entry.size / p.part_size)
-            p.results, i = sent[i:i + count], i + count
+        for p, first in zip(multi, firsts):
+            p.results = sent[first:first + math.ceil(p.entry.size / p.part_size)]
         run([_complete(fs, s3, p) for p in multi], settings, Callback(), "tree upload",
             lambda i: f"CompleteMultipartUpload of {multi[i].where}")
     except BaseException:
@@ -441,6 +449,45 @@ class _Plan:
         self.extra = {"ContentType": content_type} if content_type else {}
 
 
+#: Files up to this size go in groups of :data:`SMALL_GROUP`, read whole and sent
+#: concurrently by one task (a thread per request costs more than the request).
+SMALL_FILE = 256 * 1024
+SMALL_GROUP = 16
+
+
+def _small(fs: Any, s3: Any, group: list[_Plan]) -> Callable[[Callback], None]:
+    """One task of small files, each one ``PutObject`` of its bytes with the known
+    MD5 as Content-MD5; on a retry only those not yet stored are sent again."""
+    left = list(group)
+
+    async def put(p: _Plan) -> None:
+        with open(p.lpath, "rb") as f:
+            data = f.read(p.entry.size + 1)
+        if len(data) != p.entry.size:
+            raise RangeMismatch(f"{p.lpath} changed size while it was being uploaded")
+        answer = await call("PutObject", p.where, s3.put_object(
+            Bucket=p.bucket, Key=p.key, Body=data, ContentMD5=_b64(bytes.fromhex(p.entry.md5)),
+            ChecksumCRC32=s3_checksum_b64(p.entry.crc32), **p.extra))
+        etag = _md5_etag(answer, answer.get("ETag", ""))
+        if etag is not None:
+            _compare("PutObject", p.where, "ETag (the MD5 of the bytes stored)", etag, p.entry.md5)
+            p.etag = etag
+
+    async def put_all() -> list[Any]:
+        return await asyncio.gather(*(put(p) for p in left), return_exceptions=True)
+
+    def send(share: Callback) -> None:
+        outcomes = watch.run(fs, put_all)
+        failed = [(p, o) for p, o in zip(left, outcomes) if isinstance(o, BaseException)]
+        share.relative_update(sum(p.entry.size for p, o in zip(left, outcomes)
+                                  if not isinstance(o, BaseException)))
+        left[:] = [p for p, _ in failed]
+        if failed:
+            raise failed[0][1]
+
+    return send
+
+
 def _create(fs: Any, s3: Any, p: _Plan) -> Callable[[Callback], str]:
     def create(_: Callback) -> str:
         answer = watch.run(fs, call, "CreateMultipartUpload", p.where,
@@ -455,10 +502,10 @@ def _create(fs: Any, s3: Any, p: _Plan) -> Callable[[Callback], str]:
 def _single(fs: Any, s3: Any, p: _Plan) -> Callable[[Callback], dict[str, Any]]:
     def put(share: Callback) -> dict[str, Any]:
         with FileWindow(p.lpath, 0, p.entry.size, share) as body:
-            answer = watch.run(fs, call, "PutObject", p.where, s3.put_object(
+            answer = _sent(body, lambda: watch.run(fs, call, "PutObject", p.where, s3.put_object(
                 Bucket=p.bucket, Key=p.key, Body=body,
                 ContentMD5=_b64(bytes.fromhex(p.entry.md5)),
-                ChecksumCRC32=s3_checksum_b64(p.entry.crc32), **p.extra))
+                ChecksumCRC32=s3_checksum_b64(p.entry.crc32), **p.extra)))
         etag = _md5_etag(answer, answer.get("ETag", ""))
         if etag is not None:  # a file changed since it was hashed fails here (or BadDigest)
             _compare("PutObject", p.where, "ETag (the MD5 of the bytes stored)", etag, p.entry.md5)
@@ -473,9 +520,10 @@ def _part(fs: Any, s3: Any, p: _Plan, number: int, start: int,
     def send(share: Callback) -> dict[str, Any]:
         crc, md5 = _hash_span(p.lpath, start, length)
         with FileWindow(p.lpath, start, length, share) as body:
-            answer = watch.run(fs, call, f"UploadPart {number}", p.where, s3.upload_part(
-                Bucket=p.bucket, Key=p.key, UploadId=p.upload_id, PartNumber=number, Body=body,
-                ContentMD5=_b64(md5), ChecksumCRC32=s3_checksum_b64(crc)))
+            answer = _sent(body, lambda: watch.run(
+                fs, call, f"UploadPart {number}", p.where, s3.upload_part(
+                    Bucket=p.bucket, Key=p.key, UploadId=p.upload_id, PartNumber=number,
+                    Body=body, ContentMD5=_b64(md5), ChecksumCRC32=s3_checksum_b64(crc))))
         etag = _md5_etag(answer, answer.get("ETag", ""))
         if etag is not None:  # the store's MD5 of the part it received: the part arrived whole
             _compare(f"UploadPart {number}", p.where, "part ETag", etag, md5.hex())
@@ -484,6 +532,20 @@ def _part(fs: Any, s3: Any, p: _Plan, number: int, start: int,
                 "md5_etag": etag is not None}
 
     return send
+
+
+def _sent(body: FileWindow, request: Callable[[], T]) -> T:
+    """Send ``body`` with ``request``; what the progress callback raised meanwhile
+    (the caller's abort) is raised, whatever the HTTP client made of it."""
+    try:
+        answer = request()
+    except Exception:
+        if body.error is not None:
+            raise body.error from None
+        raise
+    if body.error is not None:
+        raise body.error
+    return answer
 
 
 def _hash_span(path: str, start: int, length: int) -> tuple[int, bytes]:

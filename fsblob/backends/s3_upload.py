@@ -358,9 +358,10 @@ def upload_files(fs: Any, files: Sequence[tuple[str, str, Any]], callback: Callb
     requests, as s3transfer does: every file's parts and single PUTs are tasks of
     one :func:`fsblob.chunks.run` (a failed one sent again alone).
 
-    The file is read once more to send it, no further: a single ``PutObject``
-    sends the known MD5 as Content-MD5; a part is hashed (MD5, CRC32) as it is
-    read just before it is sent, and sends its MD5 as Content-MD5. The store's
+    A file in one ``PutObject`` is only read to be sent, with the known MD5 as
+    Content-MD5 (small files in groups of :data:`SMALL_GROUP` concurrent PUTs, one
+    task each); a part is hashed (MD5, CRC32) just before it is sent (the page
+    cache then serves its send), with its MD5 as Content-MD5. The store's
     ETag of each PUT or part is compared with that MD5, and a multipart object's
     ETag (from CompleteMultipartUpload) with the MD5 of its parts' MD5s; the
     parts' CRC32s must combine into the known CRC32, or the file changed after it

@@ -287,6 +287,9 @@ def main() -> int:
     parser.add_argument("--rate", default="12MiB", help="shaped: bandwidth per connection")
     parser.add_argument("--delay-ms", type=float, default=10.0, help="shaped: one-way delay")
     parser.add_argument("--fsblob", default="{}", help="extra blob_manager_config, JSON")
+    parser.add_argument("--transfers", default="upload,download", help="upload, download or both")
+    parser.add_argument("--contenders", default="",
+                        help="only these contenders (comma-separated; fsblob always runs)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -323,13 +326,15 @@ def main() -> int:
             with _maybe_shaped(link, moto.url, oss.endpoint, hdfs_shaped, args) as ends:
                 if link == "loopback":
                     ends["webhdfs"] = hdfs.url
-                if link == links[0]:  # what the downloads fetch (the same servers after)
+                if link == links[0] and "download" in args.transfers:  # what the downloads fetch (the same servers after)
                     for store in stores:
                         _one(store, "upload", "fsblob", ends, data, extra)
                 for store in stores:
-                    for direction in ("upload", "download"):
+                    for direction in args.transfers.split(","):
                         who = [w for w in CONTENDERS[(store, direction)]
-                               if link == "loopback" or w not in LOOPBACK_ONLY]
+                               if (link == "loopback" or w not in LOOPBACK_ONLY) and (
+                                   not args.contenders or w == "fsblob"
+                                   or w in args.contenders.split(","))]
                         for round_ in range(args.rounds):
                             for w in who if round_ % 2 == 0 else who[::-1]:
                                 r = _one(store, direction, w, ends, data, extra)

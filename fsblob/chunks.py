@@ -259,7 +259,11 @@ class Share(Callback):
 
     def relative_update(self, inc: int | None = 1) -> None:
         with self._lock:  # fsspec callbacks (tqdm) are not thread-safe
-            self._target.relative_update(inc or 0)
+            try:
+                self._target.relative_update(inc or 0)
+            except Exception as exc:  # the caller's own error (an abort): never retried
+                exc.fsblob_callback = True  # type: ignore[attr-defined]
+                raise
             self.sent += inc or 0
 
     def take_back(self) -> None:
@@ -293,7 +297,7 @@ def run(tasks: Sequence[Callable[[Share], T]], settings: TransferSettings, callb
             except Exception as exc:
                 share.take_back()
                 pause = 0.1 * 2**attempt
-                if (attempt == PART_TRIES
+                if (attempt == PART_TRIES or getattr(exc, "fsblob_callback", False)
                         or not (is_transient(exc) or isinstance(exc, RangeMismatch))
                         or (until is not None and time.monotonic() + pause > until)):
                     raise
@@ -302,8 +306,8 @@ def run(tasks: Sequence[Callable[[Share], T]], settings: TransferSettings, callb
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
-    if len(tasks) == 1:
-        return [one(0)]
+    if len(tasks) <= 1:
+        return [one(0)] if tasks else []
     with ThreadPoolExecutor(min(settings.max_concurrency, len(tasks)),
                             thread_name_prefix="fsblob-part") as pool:
         # each in the attempt's context: its limits (fsblob.stall)

@@ -42,6 +42,7 @@ from fsspec.callbacks import Callback
 
 from fsblob import local_copy, versions
 from fsblob.errors import BlobIntegrityError, InvalidPathError
+from fsblob.chunks import RangeMismatch
 from fsblob.integrity import Meta
 from fsblob.retry import is_not_found
 from fsblob.transfer import BATCH_FILE_SIZE, Transfer, _Bytes
@@ -149,14 +150,14 @@ class Trees:
                       if old.files.get(rel) == f.entry}
         sends = {rel: f for rel, f in files.items() if rel not in copies}
         callback.set_size(sum(f.entry.size for f in sends.values()))
-        self._send(sends, vdir, callback)
+        etags = self._send(sends, vdir, callback)
         self._copy(copies, vdir)
-        wrong = self._check(vdir, manifest, copied=set(copies))
+        wrong = self._check(vdir, manifest, copied=set(copies), etags=etags)
         if wrong:  # copies whose source was gone or damaged: their bytes, from here
             log.info("%s: %d unchanged files could not be copied from version %s; sending them",
                      self.t.backend, len(wrong), old.version if old else "-")
-            self._send({rel: files[rel] for rel in wrong}, vdir, Callback())
-            still = self._check(vdir, manifest, copied=set())
+            etags = self._send({rel: files[rel] for rel in wrong}, vdir, Callback())
+            still = self._check(vdir, manifest, copied=set(), etags=etags)
             if still:
                 raise BlobIntegrityError(
                     f"{self.t.backend}: version {version} of {self.store.uri(dest)} is missing "
@@ -170,31 +171,47 @@ class Trees:
                  self.store.uri(dest), len(files), len(sends), len(copies))
         return vdir
 
-    def _send(self, files: Mapping[str, LocalFile], vdir: str, callback: Callback) -> None:
+    def _send(self, files: Mapping[str, LocalFile], vdir: str,
+              callback: Callback) -> dict[str, str]:
         """Write files below a version nobody reads yet: no temporaries, no renames.
         On object stores small files go in one batched call (the filesystem overlaps
-        them); the others go ``max_concurrency`` files at a time, each in parallel
-        parts where it is large (the client's connection pool bounds the total)."""
+        them). The others go through the backend's batch upload where it has one
+        (all their parts under one budget of ``max_concurrency``), else
+        ``max_concurrency`` files at a time, each in parallel parts where it is
+        large. Returns the ETags the backend checked, by relative path, for
+        :meth:`_check` to compare with its listing."""
         if not files:
-            return
+            return {}
         try:
-            self._send_files(files, vdir, _Locked(callback))
+            return self._send_files(files, vdir, _Locked(callback))
         except FileNotFoundError as exc:  # the new version's folder went (gc with no grace)
             raise BlobIntegrityError(
                 f"{self.t.backend}: a file vanished while {vdir} was being written ({exc}: a "
                 "local file removed, or the new version removed by a gc with no grace "
                 "period); nothing was committed") from None
 
-    def _send_files(self, files: Mapping[str, LocalFile], vdir: str, guarded: Callback) -> None:
-        batched = {rel for rel, f in files.items()
-                   if self.store.atomic_put and f.entry.size <= BATCH_FILE_SIZE}
+    def _send_files(self, files: Mapping[str, LocalFile], vdir: str,
+                    guarded: Callback) -> dict[str, str]:
+        many = getattr(self.store.upload, "files", None)  # the backend's batch upload
+        batched = {rel for rel, f in files.items() if self.store.atomic_put and (
+            f.entry.size <= BATCH_FILE_SIZE) and (many is None or f.entry.crc32 is None)}
         if batched:
             rels = sorted(batched)
             self.fs.put([str(files[rel].path) for rel in rels], [f"{vdir}/{rel}" for rel in rels],
                         callback=_Bytes(guarded, [files[rel].entry.size for rel in rels]))
         rest = {rel: f for rel, f in files.items() if rel not in batched}
         if not rest:
-            return
+            return {}
+        if many is not None and all(f.entry.crc32 is not None for f in rest.values()):
+            # every file's parts and PUTs under one budget, checked against the
+            # manifest's digests: no second hashing pass, no HEAD per file
+            try:
+                etags = many(self.fs, [(str(f.path), f"{vdir}/{rel}", f.entry)
+                                       for rel, f in sorted(rest.items())],
+                             _Within(guarded), self.t.settings)
+            except RangeMismatch as exc:  # the public type, from the public module
+                raise BlobIntegrityError(f"{self.t.backend}: {exc}") from None
+            return {posixpath.relpath(path, vdir): etag for path, etag in etags.items()}
         if not self.store.atomic_put:
             for folder in sorted({posixpath.dirname(f"{vdir}/{rel}") for rel in rest}):
                 self.fs.makedirs(folder, exist_ok=True)  # leaves only: makedirs makes parents
@@ -211,6 +228,7 @@ class Trees:
                 for job in jobs:  # files not yet started are not sent
                     job.cancel()
                 raise
+        return {}
 
     def _copy(self, copies: Mapping[str, str], vdir: str) -> None:
         """Server-side copies of unchanged files; a copy that fails (its source
@@ -226,9 +244,11 @@ class Trees:
                 raise
             log.info("%s: a source of the copies is gone (%s)", self.t.backend, type(exc).__name__)
 
-    def _check(self, vdir: str, manifest: Manifest, copied: set[str]) -> set[str]:
+    def _check(self, vdir: str, manifest: Manifest, copied: set[str],
+               etags: Mapping[str, str] | None = None) -> set[str]:
         """The files of ``manifest`` that one fresh listing of ``vdir`` does not show
-        at their size, or (copies) with an MD5 ETag other than theirs."""
+        at their size, or (copies) with an MD5 ETag other than theirs, or (files
+        sent) with an ETag other than the one their upload checked (``etags``)."""
         listed = {posixpath.relpath(p, vdir): i for p, i in self.t._find(vdir).items()
                   if i.get("type") != "directory" and not p.endswith("/")}
         wrong = set()
@@ -239,6 +259,8 @@ class Trees:
                 continue
             etag = str(info.get("ETag") or info.get("etag") or "").strip('"').lower()
             if rel in copied and self.store.md5_etag and len(etag) == 32 and etag != entry.md5:
+                wrong.add(rel)
+            elif etags and rel in etags and etag and etag != etags[rel]:
                 wrong.add(rel)
         return wrong
 

@@ -108,6 +108,12 @@ class Store:
         upload: the backend's byte path for uploads, ``(fs, lpath, rpath, callback,
             settings)``: writes the file with fsblob's checksum in the store's
             metadata and verifies what the store holds before returning.
+        upload_files: the backend's batch byte path for a tree's files, ``(fs,
+            [(lpath, rpath, entry)], callback, settings) -> {rpath: etag}``, whose
+            size, MD5 and CRC32 (``entry``) the caller knows and keeps in a manifest:
+            every file's parts and PUTs under one concurrency budget, each checked
+            by the store against those digests; returns the ETags that are MD5s
+            (or MD5s of part MD5s), for the caller's listing to compare.
         ranged_reads: whether parallel ranged reads can be faster than one stream.
         local_paths: the root is a directory of this host (``os`` calls apply).
         atomic_writes: whether a single write is atomic (an object appears whole or
@@ -138,6 +144,7 @@ class Store:
     read_range: Callable[[Any, str, Any, int, int, Callable[[bytes], None]], None] | None = None
     read_start: Callable[[Any, str, int, str], Start] | None = None
     upload: Callable[[Any, str, str, Any, Any], None] | None = None
+    upload_files: Callable[[Any, Any, Any, Any], dict[str, str]] | None = None
     ranged_reads: bool = True
     local_paths: bool = False
     atomic_writes: bool | None = None

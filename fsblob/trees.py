@@ -192,7 +192,7 @@ class Trees:
 
     def _send_files(self, files: Mapping[str, LocalFile], vdir: str,
                     guarded: Callback) -> dict[str, str]:
-        many = getattr(self.store.upload, "files", None)  # the backend's batch upload
+        many = self.store.upload_files
         batched = {rel for rel, f in files.items() if self.store.atomic_put and (
             f.entry.size <= BATCH_FILE_SIZE) and (many is None or f.entry.crc32 is None)}
         if batched:

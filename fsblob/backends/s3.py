@@ -106,6 +106,7 @@ def store(config: Mapping[str, Any]) -> Store:
         read_range=read_range,
         read_start=read_start,
         upload=s3_upload.upload,
+        upload_files=s3_upload.upload_files,
         atomic_writes=True,
         sign_expiry=(1, 7 * 86400),  # SigV4: 1 s to 7 days
         extra="s3",

@@ -402,8 +402,10 @@ def upload_files(fs: Any, files: Sequence[tuple[str, str, Any]], callback: Callb
         firsts = []  # each multipart file's first part's index
         for p in multi:
             firsts.append(len(tasks))
-            for number, start in enumerate(range(0, p.entry.size, p.part_size), 1):
-                tasks.append(_part(fs, s3, p, number, start, min(p.part_size, p.entry.size - start)))
+            step = p.part_size
+            assert step is not None
+            for number, start in enumerate(range(0, p.entry.size, step), 1):
+                tasks.append(_part(fs, s3, p, number, start, min(step, p.entry.size - start)))
                 names.append(f"part {number} of {p.where}")
         small = [p for p in plans if p.part_size is None and p.entry.size <= SMALL_FILE]
         for p in plans:
@@ -588,8 +590,3 @@ def _complete(fs: Any, s3: Any, p: _Plan) -> Callable[[Callback], None]:
             p.etag = etag
 
     return complete
-
-
-#: The batch form of :func:`upload` for files whose checksum the caller keeps (see
-#: :attr:`fsblob.store.Store.upload`); an attribute, so the S3 store carries it as is.
-upload.files = upload_files  # type: ignore[attr-defined]

@@ -41,8 +41,8 @@ from typing import Any
 from fsspec.callbacks import Callback
 
 from fsblob import local_copy, versions
-from fsblob.errors import BlobIntegrityError, InvalidPathError
 from fsblob.chunks import RangeMismatch
+from fsblob.errors import BlobIntegrityError, InvalidPathError
 from fsblob.integrity import Meta
 from fsblob.retry import is_not_found
 from fsblob.transfer import BATCH_FILE_SIZE, Transfer, _Bytes

@@ -108,6 +108,13 @@ class Meter:
         self._lock = threading.Lock()
         self._checked = self.start
 
+    def restart(self) -> None:
+        """Count from now, as if nothing had been asked before: a connection just
+        made (its time is bounded by the connect timeout, not by the floor)."""
+        with self._lock:
+            self.start = self._checked = time.monotonic()
+            self._samples = deque([(self.start, self.total)])
+
     def moved(self, n: int) -> None:
         """Record ``n`` bytes moved now."""
         if n <= 0:

@@ -134,16 +134,27 @@ class _GuardedSocket:
 POLL = 0.5
 
 
+def _connected() -> None:
+    """A connection of the request in this thread is made: its progress counts from
+    now (the time to connect is bounded by the connect timeout, and a SYN the
+    server's full backlog dropped costs a second or more before it is answered)."""
+    meter: stall.Meter | None = getattr(_REQUEST, "meter", None)
+    if meter is not None:
+        meter.restart()
+
+
 class _GuardedHTTPConnection(HTTPConnection):
     def connect(self) -> None:
         super().connect()
         self.sock = _GuardedSocket(self.sock, f"{self.host}:{self.port}")  # type: ignore[assignment]
+        _connected()
 
 
 class _GuardedHTTPSConnection(HTTPSConnection):
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # the TLS handshake too: its bytes were not counted
         self.sock = _GuardedSocket(self.sock, f"{self.host}:{self.port}")  # type: ignore[assignment]
+        _connected()
 
 
 class _HTTPPool(HTTPConnectionPool):

@@ -393,26 +393,22 @@ def test_https_responses_are_metered_like_plain_ones(tls_server: str) -> None:
 # -- the time to connect is the connect timeout's, not stall_timeout's -------------------------
 
 
-def test_a_slow_connect_is_not_a_stall() -> None:
-    """A server whose accept queue is full drops the SYN; the client sends it again a
-    second or more later. That connect is bounded by the connect timeout: the request,
-    once connected and answered at once, is not cut as stalled (it was, when the time
-    to connect counted against stall_timeout: a WebHDFS tree of 80 files sent 10 at a
-    time to a namenode with a backlog of 5 failed about one run in six)."""
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A port whose accept queue is full: a client's SYN is dropped and sent again a
+    second or more later; after 1.5 s the queue is drained and one request is answered
+    ``200 ok`` at once."""
     import socket
-
-    import requests
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(0)
     port = listener.getsockname()[1]
-    fillers = [socket.create_connection(("127.0.0.1", port), timeout=5)]  # the queue is full
+    filler = socket.create_connection(("127.0.0.1", port), timeout=5)  # the queue is full
 
     def serve() -> None:
         time.sleep(1.5)  # past the client's first SYN retransmission
-        for _ in fillers:
-            listener.accept()[0].close()
+        listener.accept()[0].close()
         conn = listener.accept()[0]
         with conn:
             conn.recv(65536)
@@ -420,16 +416,47 @@ def test_a_slow_connect_is_not_a_stall() -> None:
 
     server = threading.Thread(target=serve, daemon=True)
     server.start()
+    yield port
+    filler.close()
+    listener.close()
+    server.join(5)
+
+
+def test_a_slow_connect_is_not_a_stall(full_backlog: int) -> None:
+    """The time to connect is bounded by the connect timeout: the request, once
+    connected and answered at once, is not cut as stalled (it was, when the time to
+    connect counted against stall_timeout: a WebHDFS tree of 80 files sent 10 at a
+    time to a namenode with a backlog of 5 failed about one run in six)."""
+    import requests
+
     session = requests.Session()
     timeouts.mount(session)
     start = time.monotonic()
-    try:
-        with stall.attempt(stall.Limits(stall=1.0, connect=10.0)):
-            answer = session.get(f"http://127.0.0.1:{port}/")
-    finally:
-        for sock in (*fillers, listener):
-            sock.close()
+    with stall.attempt(stall.Limits(stall=1.0, connect=10.0)):
+        answer = session.get(f"http://127.0.0.1:{full_backlog}/")
     took = time.monotonic() - start
     assert answer.content == b"ok"
     assert took > 1.0, f"connected in {took:.2f}s: the backlog did not delay it, nothing tested"
-    server.join(5)
+
+
+def test_a_slow_connect_is_not_a_stall_on_s3s_event_loop(full_backlog: int) -> None:
+    """The same for the watcher of fsblob's s3fs instance (aiohttp's sockets)."""
+    import asyncio
+
+    import aiohttp
+
+    from fsblob.backends import watch
+
+    async def get() -> bytes:
+        meter = stall.Meter()
+        connector = aiohttp.TCPConnector(socket_factory=watch.socket_factory(meter))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async def fetch() -> bytes:
+                async with session.get(f"http://127.0.0.1:{full_backlog}/") as answer:
+                    return await answer.read()
+            return await watch._watched(fetch(), meter, stall.Limits(stall=1.0), "test")
+
+    start = time.monotonic()
+    assert asyncio.run(get()) == b"ok"
+    took = time.monotonic() - start
+    assert took > 1.0, f"connected in {took:.2f}s: the backlog did not delay it, nothing tested"

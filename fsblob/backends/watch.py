@@ -65,6 +65,33 @@ class _CountingSocket(socket.socket):
         self.sent += n
         return n
 
+    #: A connect is under way: its time is the connect timeout's, not stall_timeout's
+    #: (a SYN dropped by a full backlog is sent again a second or more later).
+    connecting = False
+
+    def connect(self, address: Any) -> None:
+        self.connecting = True
+        try:
+            super().connect(address)  # at once, or BlockingIOError: see getsockopt
+        except BlockingIOError:
+            raise
+        except BaseException:
+            self.connecting = False
+            raise
+        self._connected()
+
+    def getsockopt(self, *args: Any) -> Any:
+        value = super().getsockopt(*args)
+        if args == (socket.SOL_SOCKET, socket.SO_ERROR) and self.connecting:
+            self._connected()  # asyncio asks this when a non-blocking connect ends
+        return value
+
+    def _connected(self) -> None:
+        """The connect ended: progress counts from now."""
+        self.connecting = False
+        if self.meter is not None:
+            self.meter.restart()
+
     def poll(self) -> None:
         """Count what the peer has taken of what was sent."""
         if self.meter is not None and self.fileno() >= 0:
@@ -142,6 +169,8 @@ async def _watched(coro: Any, meter: stall.Meter, given: stall.Limits, endpoint:
                 live = list(_SOCKETS.get(meter, ()))
             for sock in live:
                 sock.poll()
+                if sock.connecting:  # bounded by the connect timeout, not by the floor
+                    meter.restart()
             if meter.stalled(given, since):
                 moved = meter.recent(given.stall, time.monotonic())
                 task.cancel()  # its own cleanup (an abort) has a budget of its own

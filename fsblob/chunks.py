@@ -73,14 +73,19 @@ class TransferSettings:
             one (see :meth:`part_size`); S3 parts are at least 5 MiB, and grow so
             that an object has at most 10,000.
         max_concurrency: parts or ranges in flight at once. Default 10.
+        one_stream_rate: bytes per second: a download whose first read arrived
+            at least this fast, and whose whole would take under a second at that
+            rate, is read in one stream although it could be split (see
+            :meth:`streams`). Default 512 MiB/s; 0: never.
     """
 
     multipart_threshold: int = 8 * MiB
     multipart_chunksize: int = 8 * MiB
     max_concurrency: int = 10
+    one_stream_rate: int = 512 * MiB
 
     #: The ``blob_manager_config`` keys read here.
-    KEYS = ("multipart_threshold", "multipart_chunksize", "max_concurrency")
+    KEYS = ("multipart_threshold", "multipart_chunksize", "max_concurrency", "one_stream_rate")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], backend: str) -> TransferSettings:
@@ -112,7 +117,8 @@ class TransferSettings:
                 f"{backend}: blob_manager_config key 'max_concurrency' must be a whole number "
                 f"from 1 to 64 (parts or ranges in flight), not {value!r}"
             )
-        return cls(threshold, chunksize, concurrency)
+        one_stream = _size(config, "one_stream_rate", backend, default.one_stream_rate)
+        return cls(threshold, chunksize, concurrency, one_stream)
 
     def part_size(self, size: int) -> int:
         """Bytes per range or part for an object of ``size`` bytes: enough that each
@@ -127,6 +133,15 @@ class TransferSettings:
         """Whether an object of ``size`` bytes goes in parts (and more than one)."""
         return size is not None and size >= self.multipart_threshold and (
             size > self.multipart_chunksize) and self.max_concurrency > 1
+
+    def streams(self, size: int, rate: float | None) -> bool:
+        """Whether a download of ``size`` bytes whose first read arrived at ``rate``
+        bytes per second is read in one stream although it :meth:`splits`: a link
+        this fast (the store on this host, or a fast LAN) brings the whole within a
+        second, so more connections could save less than that second, and each
+        costs the store a request (some, moto among them, read the whole object
+        for every range)."""
+        return bool(rate) and 0 < self.one_stream_rate <= (rate or 0) and size <= (rate or 0)
 
 
 def _size(config: Mapping[str, Any], key: str, backend: str, default: int) -> int:

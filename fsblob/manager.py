@@ -67,7 +67,8 @@ class FsspecBlobManager(BlobManager):
       default 30; see :mod:`fsblob.stall`),
       ``cache_directory`` (locks, freshness records and default downloads;
       default ``$FSBLOB_CACHE_DIR`` or ``~/.cache/fsblob``); ``multipart_threshold``,
-      ``multipart_chunksize``, ``max_concurrency`` (parallel parts and ranges, see
+      ``multipart_chunksize``, ``max_concurrency``, ``one_stream_rate`` (parallel parts
+      and ranges, see
       :class:`fsblob.chunks.TransferSettings`).
 
     Guarantees, on every backend: ``upload`` never changes the caller's file and

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 _SECRET_KEY = re.compile(r"secret|token|password|passwd|credential|(^|_)key($|_)", re.I)
@@ -21,6 +21,16 @@ class Upload:
     started: float
 
 
+class Rest(Protocol):
+    """The bytes of an answer after those a :class:`Start` kept."""
+
+    def read(self, feed: Callable[[bytes], None]) -> None:
+        """Send them to ``feed``, in pieces, to the object's end (once)."""
+
+    def close(self) -> None:
+        """Let go of them (and of the connection), if they were not read."""
+
+
 @dataclass(frozen=True)
 class Start:
     """What one GET of an object's first bytes told (:attr:`Store.read_start`).
@@ -30,10 +40,22 @@ class Start:
             the GET named in ``If-None-Match`` (a 304).
         data: its first bytes: the whole object when ``meta.size`` is no larger
             than the GET asked for.
+        rate: bytes per second at which ``data`` arrived (from the answer's
+            headers on); ``None`` when not measured.
+        rest: the rest of the same answer, when the backend left it open: read
+            once with ``rest.read(feed)``, or let go with ``rest.close()``; the
+            one who holds the Start does one of the two.
     """
 
     meta: Any
     data: bytes = b""
+    rate: float | None = None
+    rest: Rest | None = None
+
+    def close(self) -> None:
+        """Let go of the rest of the answer, if it was not read."""
+        if self.rest is not None:
+            self.rest.close()
 
 
 @dataclass(frozen=True, repr=False)

@@ -66,23 +66,28 @@ class Transfer:
     # -- downloads ----------------------------------------------------------------------
 
     def fetch_file(self, path: str, dest: Path, callback: Callback,
-                   meta: integrity.Meta, head: bytes | None = None) -> None:
+                   meta: integrity.Meta, start: Start | None = None) -> None:
         """Bring ``dest`` up to date with the remote file ``path``, whose ``meta``
-        (one stat, :meth:`meta`) and first bytes ``head`` (if the look read them)
-        the caller has (and holds the lock of ``dest``)."""
-        version = meta.token()
-        if self.copies.is_fresh(dest, version):
-            log.info("%s is up to date", dest)
-            return
-        tmp = local_copy.temp_sibling(dest)
+        (one stat, :meth:`meta`) and, if the look read them, first bytes (``start``,
+        whose rest this reads or lets go) the caller has (and holds the lock of
+        ``dest``)."""
         try:
-            self._download(path, tmp, meta, callback, head=head)
-            self._put_in_place(tmp, dest, version)
-        except BaseException:
-            self._clean_strays(tmp)
-            raise
+            version = meta.token()
+            if self.copies.is_fresh(dest, version):
+                log.info("%s is up to date", dest)
+                return
+            tmp = local_copy.temp_sibling(dest)
+            try:
+                self._download(path, tmp, meta, callback, start=start)
+                self._put_in_place(tmp, dest, version)
+            except BaseException:
+                self._clean_strays(tmp)
+                raise
+            finally:
+                local_copy.remove(tmp)
         finally:
-            local_copy.remove(tmp)
+            if start is not None:
+                start.close()
 
     def _fetch_plain_tree(self, path: str, dest: Path, callback: Callback) -> None:
         """A tree another tool wrote (or fsblob 0.x's plain tree): its plain files,
@@ -253,21 +258,30 @@ class Transfer:
             return None
 
     def _download(self, path: str, tmp: Path, meta: integrity.Meta, callback: Callback,
-                  *, ranged: bool = True, head: bytes | None = None) -> None:
+                  *, ranged: bool = True, start: Start | None = None) -> None:
         """Fetch one object into ``tmp``, checked as it streams past (see
         :mod:`fsblob.integrity`): one version of it, or raise. ``ranged=False``: in
-        one stream (the caller runs many files at once). ``head``: its first bytes,
-        already read (only the rest is fetched)."""
+        one stream (the caller runs many files at once). ``start``: its first bytes,
+        already read; the rest comes from the same answer where it is left open and
+        one stream is best (a link fast enough gets one stream:
+        :meth:`TransferSettings.streams`), else in ranges after them."""
         uri = self.store.uri(path)
         size = meta.size or 0
         part = self.settings.part_size(size)
         check = integrity.choose(meta, fsblob_part=max(part, 5 * 2**20))
         ranges = [(0, size)]
         if ranged and self.store.ranged_reads and self.settings.splits(size) and check.ranged:
-            ranges = self._ranges(meta, check)
+            rate = start.rate if start is not None else None
+            if self.settings.streams(size, rate):
+                log.info("%s: the first MiB came at %.0f MiB/s: the rest in one stream",
+                         uri, (rate or 0) / 2**20)
+            else:
+                ranges = self._ranges(meta, check)
+        if start is not None and len(ranges) > 1:
+            start.close()  # its connection would sit idle while the ranges come
         tmp.touch()
         try:
-            what = self._read_checked(path, tmp, meta, check, ranges, callback, head)
+            what = self._read_checked(path, tmp, meta, check, ranges, callback, start)
         except chunks.RangeMismatch as exc:  # the public type, from the public module
             raise BlobIntegrityError(f"{self.backend}: {exc}") from None
         got = tmp.stat().st_size
@@ -281,11 +295,11 @@ class Transfer:
 
     def _read_checked(self, path: str, tmp: Path, meta: integrity.Meta, check: integrity.Check,
                       ranges: list[tuple[int, int]], callback: Callback,
-                      head: bytes | None = None) -> str:
+                      start: Start | None = None) -> str:
         uri = self.store.uri(path)
         read = self._reader(path, meta)
-        if head is not None:
-            read = _after(head, read)
+        if start is not None:
+            read = _after(start, read, meta.size or 0)
         hashes = chunks.fetch(read, str(tmp), ranges, check.hasher, self.settings, callback, uri)
         if not meta.pinned:  # no If-Match: the object must be the same one at the end
             self.fs.invalidate_cache(path)
@@ -478,15 +492,19 @@ class _Bytes(Callback):
         self._target.relative_update(sum(self._sizes[done:self._done]))
 
 
-def _after(head: bytes, read: chunks.Reader) -> chunks.Reader:
-    """A reader that takes bytes below ``len(head)`` from ``head`` (already read)
-    and only the rest from ``read``."""
+def _after(first: Start, read: chunks.Reader, size: int) -> chunks.Reader:
+    """A reader that takes the bytes ``first`` kept from it, the rest (once, when
+    asked for all of it) from ``first.rest``, and anything else from ``read``."""
+    head, rest = first.data, [first.rest] if first.rest is not None else []
 
     def read_rest(start: int, end: int, feed: Callable[[bytes], None]) -> None:
         if start < len(head):
             feed(head[start:min(end, len(head))])
         if end > len(head):
-            read(max(start, len(head)), end, feed)
+            if rest and start <= len(head) and end == size:
+                rest.pop().read(feed)
+            else:  # a range, or the rest again after a failure: a request of its own
+                read(max(start, len(head)), end, feed)
 
     return read_rest
 

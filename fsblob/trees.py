@@ -45,6 +45,7 @@ from fsblob.chunks import RangeMismatch
 from fsblob.errors import BlobIntegrityError, InvalidPathError
 from fsblob.integrity import Meta
 from fsblob.retry import is_not_found
+from fsblob.store import Start
 from fsblob.transfer import BATCH_FILE_SIZE, Transfer, _Bytes
 from fsblob.versions import LocalFile, Manifest, Pointer, VersionPath
 
@@ -61,7 +62,7 @@ class Current:
     info: Meta | None = None
     manifest: Manifest | None = None
     problem: str = ""
-    data: bytes | None = None  # the file's first bytes, when the look read them
+    start: Start | None = None  # a file's first bytes (and the rest), if the look read them
 
 
 class Trees:
@@ -97,11 +98,11 @@ class Trees:
             return Current("directory", info)
         name = versions.name_of(self.root, path)
         if name is None or info.size != versions.POINTER_SIZE:  # only these may be pointers
-            return Current("file", info, data=data)
+            return Current("file", info, start=start)
         if data is None or len(data) != info.size:
             data = self.t._cat(path)
         if not Pointer.is_pointer(data):
-            return Current("file", info, data=data)
+            return Current("file", info, start=Start(info, data))
         try:
             pointer = Pointer.parse(data, self.store.uri(path))
             manifest = self.manifest(name, pointer.version)
@@ -356,7 +357,7 @@ class Trees:
             raise FileNotFoundError(f"{path}: no such artifact")
         else:
             assert now.info is not None
-            self.t.fetch_file(path, dest, callback, now.info, now.data)
+            self.t.fetch_file(path, dest, callback, now.info, now.start)
 
     def _fetch_member(self, path: str, manifest: Manifest, where: VersionPath, dest: Path,
                       callback: Callback) -> None:

@@ -1,11 +1,14 @@
 """A download costs one request where the store can stat and read at once (S3: one
-GET whose answer carries size, ETag and checksums), and a re-download of an
-unchanged file is one conditional GET answered 304. Counted at the proxy in front
-of moto; the bytes are checked whatever the server does with ``Range``."""
+GET of the whole object, whose answer carries size, ETag and checksums, and whose
+body is read on where one stream is best), and a re-download of an unchanged file
+is one conditional GET answered 304. Counted at the proxy in front of moto; the
+bytes are checked whatever the server does with ``Range``."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +32,7 @@ def test_a_small_file_is_one_get(s3_case: Case, tmp_path: Path) -> None:
     s3_case.server.reset_stats()
     got = manager.download(uri, tmp_path / "out")
     assert Path(got).read_bytes() == data
-    assert [(m, s) for m, _, s in s3_case.server.answers] == [("GET", 206)], \
+    assert [(m, s) for m, _, s in s3_case.server.answers] == [("GET", 200)], \
         s3_case.server.answers
 
 
@@ -52,7 +55,7 @@ def test_an_edited_copy_after_a_304_is_fetched_again(s3_case: Case, tmp_path: Pa
     s3_case.server.reset_stats()
     manager.download(uri, tmp_path / "out")
     assert got.read_bytes() == data
-    assert [(m, s) for m, _, s in s3_case.server.answers] == [("GET", 304), ("GET", 206)]
+    assert [(m, s) for m, _, s in s3_case.server.answers] == [("GET", 304), ("GET", 200)]
 
 
 def test_a_replaced_file_of_the_same_size_is_fetched_again(s3_case: Case, tmp_path: Path) -> None:
@@ -62,16 +65,23 @@ def test_a_replaced_file_of_the_same_size_is_fetched_again(s3_case: Case, tmp_pa
     s3_case.server.reset_stats()
     manager.download(uri, tmp_path / "out")
     assert got.read_bytes() == b"b" * 3000
-    assert [(m, s) for m, _, s in s3_case.server.answers] == [("GET", 206)]
+    assert [(m, s) for m, _, s in s3_case.server.answers] == [("GET", 200)]
 
 
 @pytest.mark.parametrize("ignore_ranges", [False, True])
 @pytest.mark.parametrize("size", [0, 63, FIRST_READ, FIRST_READ + 1, 3 * FIRST_READ + 17])
+@pytest.mark.parametrize("link", ["fast", "slow"])
 def test_any_size_arrives_whole_whatever_the_server_does_with_ranges(
-        s3_case: Case, tmp_path: Path, size: int, ignore_ranges: bool) -> None:
+        s3_case: Case, tmp_path: Path, size: int, ignore_ranges: bool, link: str) -> None:
+    """Below multipart_threshold (2 MiB here) a download is one GET. Above it, a link
+    judged fast (the first MiB came at one_stream_rate or faster: here any link is)
+    reads the rest of that GET's body, one request in all; a slow one (one_stream_rate
+    0: no link is fast enough) lets that answer go after its first MiB and fetches
+    the rest in ranges."""
     data = os.urandom(size)
     manager, uri = _stored(s3_case, tmp_path, data, multipart_threshold="2MiB",
-                           multipart_chunksize="1MiB")
+                           multipart_chunksize="1MiB",
+                           one_stream_rate="1KiB" if link == "fast" else 0)
     s3_case.server.ignore_ranges = ignore_ranges
     try:
         s3_case.server.reset_stats()
@@ -81,10 +91,41 @@ def test_any_size_arrives_whole_whatever_the_server_does_with_ranges(
     assert Path(got).read_bytes() == data
     gets = [p for m, p, _ in s3_case.server.answers if m == "GET"]
     assert len(s3_case.server.answers) == len(gets), "a HEAD besides the GETs"
-    if 0 < size <= FIRST_READ:
+    if size < 2 * FIRST_READ or link == "fast":
         assert len(gets) == 1
-    elif size == 0:  # a Range of an empty object is "InvalidRange": asked again whole
-        assert len(gets) == (1 if ignore_ranges else 2)
+    else:  # the first GET, and the ranges after its first MiB (1 MiB each)
+        assert len(gets) == 1 + 3
+
+
+def test_a_large_file_on_a_fast_link_is_one_get(s3_case: Case, tmp_path: Path) -> None:
+    data = os.urandom(20 * FIRST_READ)
+    manager, uri = _stored(s3_case, tmp_path, data, one_stream_rate="1KiB")
+    s3_case.server.reset_stats()
+    got = manager.download(uri, tmp_path / "out")
+    assert Path(got).read_bytes() == data
+    assert [(m, s) for m, _, s in s3_case.server.answers] == [("GET", 200)]
+
+
+def test_a_rest_cut_off_half_way_is_fetched_again_as_a_range(s3_case: Case,
+                                                             tmp_path: Path) -> None:
+    """The rest of the first answer is read once: when it fails, the bytes after the
+    first MiB come in a GET of their own, pinned to the version the first one read."""
+    data = os.urandom(6 * FIRST_READ)
+    manager, uri = _stored(s3_case, tmp_path, data, one_stream_rate="1KiB")
+    s3_case.server.reset_stats()
+    s3_case.server.kill_after(3 * FIRST_READ)  # the first GET's connection dies
+
+    def come_back() -> None:  # at once: the range is tried again within the deadline
+        until = time.monotonic() + 10
+        while s3_case.server.running and time.monotonic() < until:
+            time.sleep(0.005)
+        s3_case.server.start()
+
+    threading.Thread(target=come_back, daemon=True).start()
+    got = manager.download(uri, tmp_path / "out")
+    assert Path(got).read_bytes() == data
+    statuses = [(m, s) for m, _, s in s3_case.server.answers]
+    assert statuses[0] == ("GET", 200) and ("GET", 206) in statuses[1:], statuses
 
 
 def test_bytes_damaged_in_the_first_get_are_refused_then_fetched_again(

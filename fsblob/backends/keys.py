@@ -23,7 +23,8 @@ _AIFLOW_ROOT_MISSING = "`root_directory` option of blob manager config is not co
 
 #: Keys every backend takes: the engine reads them before the backend sees the config.
 ENGINE_KEYS = ("retries", "retry_deadline", "stall_timeout", "cache_directory",
-               "multipart_threshold", "multipart_chunksize", "max_concurrency")  # chunks.TransferSettings
+               "multipart_threshold", "multipart_chunksize", "max_concurrency",
+               "one_stream_rate")  # chunks.TransferSettings
 
 
 def check_keys(config: Mapping[str, Any], known: Iterable[str], backend: str) -> None:

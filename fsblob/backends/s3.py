@@ -34,6 +34,7 @@ import base64
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -157,64 +158,100 @@ def meta(fs: Any, path: str) -> integrity.Meta:
 
 
 def read_start(fs: Any, path: str, limit: int, unless_etag: str) -> Start:
-    """One ``GetObject`` of the object's first ``limit`` bytes (``Range``), whose
-    answer tells what :func:`meta` tells; ``If-None-Match`` ``unless_etag``: a 304
-    is ``Start(None)``. A larger object without fsblob's CRC32 (another tool's) also
-    gets the HEAD, as a ranged answer carries no full-object checksum. A server
-    that ignores ``Range`` is read no further than ``limit``. Raises
-    ``FileNotFoundError`` for no object (or a prefix)."""
+    """One ``GetObject`` of the whole object, whose answer tells what :func:`meta`
+    tells; its first ``limit`` bytes are read, the rest is left in the answer for
+    :class:`Start.rest` (or let go: see :class:`_Rest`). ``If-None-Match``
+    ``unless_etag``: a 304 is ``Start(None)``. Raises ``FileNotFoundError`` for no
+    object (or a prefix)."""
     bucket, key, version = fs.split_path(path)
     if not key:
         raise FileNotFoundError(path)
     pin = {"VersionId": version} if version else {}
     if unless_etag:
         pin["IfNoneMatch"] = f'"{unless_etag}"'
-    answer, data = watch.run(fs, _get_start, fs, bucket, key, limit, pin)
+    answer, data, seconds, body = watch.run(fs, _get_start, fs, bucket, key, limit, pin)
     if answer is None:
         return Start(None)
-    total = str(answer.get("ContentRange") or "").rpartition("/")[2]
-    size = int(total) if total.isdigit() else int(answer["ContentLength"])
-    if len(data) != min(size, limit):
-        raise RangeMismatch(f"s3://{bucket}/{key}: received {len(data)} bytes of the first "
-                            f"{min(size, limit)}")
-    start = Start(_meta_of(fs, path, answer, size), data)
-    if size > len(data) and start.meta.crc32 is None:
-        # a part's answer has no full-object checksum: another tool's large object
-        # needs the HEAD that tells it (and must still be the object the GET read)
-        whole = meta(fs, path)
-        if whole.etag != start.meta.etag:
-            raise ObjectChanged(f"s3://{bucket}/{key} changed during the download")
-        start = Start(whole, data)
-    return start
+    rest = _Rest(fs, body) if body is not None else None
+    try:
+        size = int(answer["ContentLength"])
+        if len(data) != min(size, limit):
+            raise RangeMismatch(f"s3://{bucket}/{key}: received {len(data)} bytes of the first "
+                                f"{min(size, limit)}")
+        rate = len(data) / seconds if size > len(data) and seconds > 0 else None
+        return Start(_meta_of(fs, path, answer, size), data, rate, rest)
+    except BaseException:
+        if rest is not None:
+            rest.close()
+        raise
 
 
-async def _get_start(fs: Any, bucket: str, key: str, limit: int,
-                     pin: dict[str, str]) -> tuple[dict[str, Any] | None, bytes]:
+class _Rest:
+    """The bytes of a ``GetObject`` answer after those :func:`read_start` kept: read
+    once (:meth:`read`), or let go (:meth:`close`, which drops the connection)."""
+
+    def __init__(self, fs: Any, body: Any) -> None:
+        self._fs, self._body = fs, body
+
+    def read(self, feed: Callable[[bytes], None]) -> None:
+        body, self._body = self._body, None
+        if body is None:
+            raise RuntimeError("the rest of this answer was already read or let go")
+        watch.run(self._fs, _read_body, body, feed)  # cut when it stops
+
+    def close(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            from fsspec.asyn import sync
+
+            sync(self._fs.loop, _close_body, body)  # aiohttp's, in its own loop
+
+
+async def _read_body(body: Any, feed: Callable[[bytes], None]) -> None:
+    from botocore.exceptions import FlexibleChecksumError
+
+    try:
+        while piece := await body.read(PIECE):
+            feed(piece)
+    except FlexibleChecksumError as exc:  # botocore checks a whole answer's CRC too
+        raise RangeMismatch(f"GetObject: {exc}") from None
+    finally:
+        body.close()
+
+
+async def _close_body(body: Any) -> None:
+    body.close()
+
+
+async def _get_start(fs: Any, bucket: str, key: str, limit: int, pin: dict[str, str]
+                     ) -> tuple[dict[str, Any] | None, bytes, float, Any]:
+    """The answer, its first ``limit`` bytes, the seconds they took from the headers
+    on, and the body when more is left in it (else ``None``: closed)."""
     from botocore.exceptions import ClientError
 
     where = f"s3://{bucket}/{key}"
     await fs.set_session()
     s3 = await fs.get_s3(bucket)
     try:
-        answer = await s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{limit - 1}",
-                                     ChecksumMode="ENABLED", **pin)
+        answer = await s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED", **pin)
     except ClientError as exc:
-        meta = exc.response.get("ResponseMetadata", {})
-        if meta.get("HTTPStatusCode") == 304:
-            return None, b""
-        if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # an empty object
-            answer = await s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED",
-                                         **pin)
-        else:
-            raise s3_upload.store_error("GetObject", where, exc) from None
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 304:
+            return None, b"", 0.0, None
+        raise s3_upload.store_error("GetObject", where, exc) from None
     body, pieces, got = answer.pop("Body"), [], 0
+    began = time.monotonic()  # the body's rate tells how fast this link is
+    size = int(answer.get("ContentLength") or 0)
     try:
-        while got < limit and (piece := await body.read(min(PIECE, limit - got))):
+        while got < min(limit, size) and (piece := await body.read(min(PIECE, limit - got))):
             pieces.append(piece)
             got += len(piece)
-    finally:
+    except BaseException:
         body.close()
-    return answer, b"".join(pieces)
+        raise
+    if got >= size:
+        body.close()
+        body = None
+    return answer, b"".join(pieces), time.monotonic() - began, body
 
 
 def _meta_of(fs: Any, path: str, head: Mapping[str, Any], size: int) -> integrity.Meta:

@@ -245,6 +245,11 @@ class FaultProxy:
                 server.shutdown()
                 server.server_close()
 
+    @property
+    def running(self) -> bool:
+        """Whether it listens (``kill_after`` stops it)."""
+        return self._server is not None
+
     def __enter__(self) -> FaultProxy:
         self.start()
         return self

@@ -33,7 +33,7 @@ class Rest(Protocol):
 
 @dataclass(frozen=True)
 class Start:
-    """What one GET of an object's first bytes told (:attr:`Store.read_start`).
+    """What one GET of an object told, and its first bytes (:attr:`Store.read_start`).
 
     Attributes:
         meta: its :class:`~fsblob.integrity.Meta`; ``None``: it still has the ETag
@@ -122,11 +122,12 @@ class Store:
             :class:`~fsblob.chunks.ObjectChanged` if that version is gone (If-Match).
             Without it: fsspec's ranged ``cat_file``, pinned by re-reading the stat.
         read_start: one request that both stats and reads, ``(fs, path, limit,
-            unless_etag) ->`` :class:`Start`: a GET of the object's first ``limit``
-            bytes whose answer gives its Meta, or ``Start(None)`` if its ETag is
-            still ``unless_etag`` (``If-None-Match``); ``FileNotFoundError`` when
-            there is no object (a directory, or nothing: the engine then asks
-            ``meta``). Downloads use it so that a small file costs one request.
+            unless_etag) ->`` :class:`Start`: a GET of the object whose answer gives
+            its Meta and first ``limit`` bytes (the rest may be left in the answer:
+            :attr:`Start.rest`), or ``Start(None)`` if its ETag is still
+            ``unless_etag`` (``If-None-Match``); ``FileNotFoundError`` when there is
+            no object (a directory, or nothing: the engine then asks ``meta``).
+            Downloads use it so that a file costs one request.
         upload: the backend's byte path for uploads, ``(fs, lpath, rpath, callback,
             settings)``: writes the file with fsblob's checksum in the store's
             metadata and verifies what the store holds before returning.

@@ -141,7 +141,7 @@ class TransferSettings:
         second, so more connections could save less than that second, and each
         costs the store a request (some, moto among them, read the whole object
         for every range)."""
-        return bool(rate) and 0 < self.one_stream_rate <= (rate or 0) and size <= (rate or 0)
+        return rate is not None and 0 < self.one_stream_rate <= rate and size <= rate
 
 
 def _size(config: Mapping[str, Any], key: str, backend: str, default: int) -> int:

@@ -68,8 +68,7 @@ class FsspecBlobManager(BlobManager):
       ``cache_directory`` (locks, freshness records and default downloads;
       default ``$FSBLOB_CACHE_DIR`` or ``~/.cache/fsblob``); ``multipart_threshold``,
       ``multipart_chunksize``, ``max_concurrency``, ``one_stream_rate`` (parallel parts
-      and ranges, see
-      :class:`fsblob.chunks.TransferSettings`).
+      and ranges, see :class:`fsblob.chunks.TransferSettings`).
 
     Guarantees, on every backend: ``upload`` never changes the caller's file and
     replaces the stored one in one step; ``download`` yields a complete, verified

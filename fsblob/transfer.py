@@ -9,6 +9,7 @@ for the artifact. Names and tree versions are :mod:`fsblob.trees`' business.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import logging
@@ -279,6 +280,7 @@ class Transfer:
                 ranges = self._ranges(meta, check)
         if start is not None and len(ranges) > 1:
             start.close()  # its connection would sit idle while the ranges come
+            start = dataclasses.replace(start, rest=None)  # a range may end where it did
         tmp.touch()
         try:
             what = self._read_checked(path, tmp, meta, check, ranges, callback, start)

@@ -97,6 +97,19 @@ def test_any_size_arrives_whole_whatever_the_server_does_with_ranges(
         assert len(gets) == 1 + 3
 
 
+def test_ranges_after_a_let_go_answer_may_end_inside_its_first_mib(s3_case: Case,
+                                                                   tmp_path: Path) -> None:
+    """Small ranges: the last one starts within the first MiB the first GET kept and
+    ends at the object's end; the answer it came from was let go, so it is a GET."""
+    data = os.urandom(FIRST_READ + 100 * 1024)
+    manager, uri = _stored(s3_case, tmp_path, data, multipart_threshold="1MiB",
+                           multipart_chunksize="256KiB", max_concurrency=4, one_stream_rate=0)
+    s3_case.server.reset_stats()
+    got = manager.download(uri, tmp_path / "out")
+    assert Path(got).read_bytes() == data
+    assert [s for m, _, s in s3_case.server.answers] == [200, 206]
+
+
 def test_a_large_file_on_a_fast_link_is_one_get(s3_case: Case, tmp_path: Path) -> None:
     data = os.urandom(20 * FIRST_READ)
     manager, uri = _stored(s3_case, tmp_path, data, one_stream_rate="1KiB")

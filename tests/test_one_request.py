@@ -154,3 +154,28 @@ def test_bytes_damaged_in_the_first_get_are_refused_then_fetched_again(
             s3_case.make(retries=1).download(uri, tmp_path / f"again{size}")
         s3_case.server.corrupt_next(0)
         assert not (tmp_path / f"again{size}" / "blob.bin").exists()
+
+
+@pytest.mark.parametrize("size", [0, 1000, FIRST_READ, 3 * FIRST_READ + 17])
+@pytest.mark.parametrize("link", ["fast", "slow"])
+def test_an_answer_without_content_length_arrives_whole_and_checked(
+        s3_case: Case, tmp_path: Path, size: int, link: str) -> None:
+    """A server or proxy that streams its GET answers in chunks, announcing no length:
+    the size comes from the body's end (a small object) or from a HEAD of the same
+    ETag, and the bytes are still checked (a flipped byte is refused)."""
+    data = os.urandom(size)
+    settings = {"multipart_threshold": "2MiB", "multipart_chunksize": "1MiB",
+                "one_stream_rate": "1KiB" if link == "fast" else 0}
+    manager, uri = _stored(s3_case, tmp_path, data, **settings)
+    s3_case.server.chunk_gets = True
+    try:
+        s3_case.server.reset_stats()
+        got = manager.download(uri, tmp_path / "out")
+        assert Path(got).read_bytes() == data
+        assert ("GET", 200) in [(m, s) for m, _, s in s3_case.server.answers]
+        if size:
+            s3_case.server.corrupt_next(1)
+            with pytest.raises(BlobIntegrityError):
+                s3_case.make(**settings, retries=0).download(uri, tmp_path / "other")
+    finally:
+        s3_case.server.chunk_gets = False

@@ -174,12 +174,18 @@ def read_start(fs: Any, path: str, limit: int, unless_etag: str) -> Start:
         return Start(None)
     rest = _Rest(fs, body) if body is not None else None
     try:
-        size = int(answer["ContentLength"])
+        if answer.get("ContentLength") is None:  # a chunked answer, its end not reached
+            found = meta(fs, path)  # the size from a HEAD, of the same version
+            if found.etag != str(answer.get("ETag", "")).strip('"'):
+                raise ObjectChanged(f"s3://{bucket}/{key} changed during the download")
+        else:
+            found = _meta_of(fs, path, answer, int(answer["ContentLength"]))
+        size = found.size or 0
         if len(data) != min(size, limit):
             raise RangeMismatch(f"s3://{bucket}/{key}: received {len(data)} bytes of the first "
                                 f"{min(size, limit)}")
         rate = len(data) / seconds if size > len(data) and seconds > 0 else None
-        return Start(_meta_of(fs, path, answer, size), data, rate, rest)
+        return Start(found, data, rate, rest)
     except BaseException:
         if rest is not None:
             rest.close()
@@ -240,15 +246,18 @@ async def _get_start(fs: Any, bucket: str, key: str, limit: int, pin: dict[str, 
         raise s3_upload.store_error("GetObject", where, exc) from None
     body, pieces, got = answer.pop("Body"), [], 0
     began = time.monotonic()  # the body's rate tells how fast this link is
-    size = int(answer.get("ContentLength") or 0)
+    length = answer.get("ContentLength")  # none for a body sent in chunks
+    want = limit if length is None else min(limit, int(length))
     try:
-        while got < min(limit, size) and (piece := await body.read(min(PIECE, limit - got))):
+        while got < want and (piece := await body.read(min(PIECE, want - got))):
             pieces.append(piece)
             got += len(piece)
     except BaseException:
         body.close()
         raise
-    if got >= size:
+    if length is None and got < limit:  # the body ended first: that was all of it
+        answer["ContentLength"] = length = got
+    if length is not None and got >= int(length):
         body.close()
         body = None
     return answer, b"".join(pieces), time.monotonic() - began, body

@@ -215,6 +215,9 @@ class FaultProxy:
         #: Drop ``Range`` from GETs: answer the whole object with a 200 (servers and
         #: caches that ignore ranges).
         self.ignore_ranges = False
+        #: Answer GETs without Content-Length, in chunks (servers and proxies that
+        #: stream a body of unannounced length).
+        self.chunk_gets = False
         self._statuses: list[tuple[str, str, int]] = []
 
     # -- lifecycle -----------------------------------------------------------
@@ -454,6 +457,8 @@ class _Handler(BaseHTTPRequestHandler):
             if proxy.strip_checksums:
                 resp.headers = {k: v for k, v in resp.headers.items()
                                 if not k.startswith(("x-amz-checksum-", "x-oss-hash-crc64"))}
+            if proxy.chunk_gets and req.method == "GET":
+                resp.headers.pop("content-length", None)
             for _ in req.body:  # read what nobody consumed, to keep the connection usable
                 pass
             self._reply(req, resp)

@@ -251,6 +251,30 @@ def plan(size: int, chunksize: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunksize, size)) for start in range(0, size, chunksize)]
 
 
+class Window:
+    """A range's feed for an answer that may hold the whole object: a server (or a
+    cache) that ignores ``Range`` answers 200 with every byte. Given ``whole``
+    (the answer has no ``Content-Range`` though a range was asked for), only bytes
+    ``start`` to ``end`` are passed on; :attr:`full` says when to stop reading."""
+
+    def __init__(self, feed: Callable[[bytes], None], start: int, end: int, whole: bool) -> None:
+        self._feed = feed
+        self._skip, self._left = (start, end - start) if whole else (0, None)  # type: tuple[int, int | None]
+
+    @property
+    def full(self) -> bool:
+        return self._left == 0
+
+    def __call__(self, piece: bytes) -> None:
+        if self._skip:
+            cut = min(self._skip, len(piece))
+            piece, self._skip = piece[cut:], self._skip - cut
+        if self._left is not None:
+            piece, self._left = piece[:self._left], self._left - min(self._left, len(piece))
+        if piece:
+            self._feed(piece)
+
+
 # -- the runner -----------------------------------------------------------------------
 
 #: Tries of one range or part before the transfer fails (it fails alone: the others go on).

@@ -134,17 +134,23 @@ def _root() -> str:
     return f"b-{uuid.uuid4().hex[:10]}"
 
 
+@pytest.mark.parametrize("part", ["body", "rest"])
 @pytest.mark.parametrize("mode", ["trickle", "stall"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_stuck_download_is_cut_within_stall_timeout(backend: str, mode: str, tmp_path: Path,
+def test_a_stuck_download_is_cut_within_stall_timeout(backend: str, mode: str, part: str,
+                                                      tmp_path: Path,
                                                       shaped: dict[str, TrickleProxy]) -> None:
+    """``rest``: the object is read on in the answer whose first MiB came fast (one
+    stream), and that rest stops: it is cut like any request's body."""
     proxy, root = shaped[backend], _root()
     src = tmp_path / "a.bin"
-    src.write_bytes(b"d" * MiB)
+    src.write_bytes(b"d" * (MiB if part == "body" else 3 * MiB))
     _manager(backend, proxy.url, root).upload(src)
-    manager = _manager(backend, proxy.url, root)  # a new client
+    manager = _manager(backend, proxy.url, root, one_stream_rate="1KiB",
+                       multipart_threshold="2MiB")  # a new client
     # the bytes of the body: one a second from the start, or none after half of it
-    proxy.shape(mode, "down", after=32 * 1024 if mode == "trickle" else MiB // 2)
+    after = (32 * 1024 if mode == "trickle" else MiB // 2) if part == "body" else 2 * MiB
+    proxy.shape(mode, "down", after=after)
     start = time.monotonic()
     with pytest.raises(BlobTransferError) as info:
         manager.download("a.bin", tmp_path / "out")
@@ -153,6 +159,41 @@ def test_a_stuck_download_is_cut_within_stall_timeout(backend: str, mode: str, t
     assert elapsed < BOUND, f"{backend} download ({mode}) took {elapsed:.1f}s (bound {BOUND}s)"
     assert "(stall_timeout)" in str(info.value) and f"127.0.0.1:{proxy.port}" in str(info.value)
     assert not (tmp_path / "out" / "a.bin").exists()
+
+
+def test_the_rest_of_an_answer_read_in_another_thread_is_cut_as_its_request(
+        tmp_path: Path, shaped: dict[str, TrickleProxy]) -> None:
+    """OSS (requests): a rest read in a thread other than the one that sent its GET
+    (no limits and no meter of its own there) is bounded by that request's."""
+    from fsblob import stall
+    from fsblob.backends import oss
+
+    proxy, root = shaped["oss"], _root()
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"r" * 3 * MiB)
+    manager = _manager("oss", proxy.url, root)
+    manager.upload(src)
+    proxy.shape("trickle", "down", after=2 * MiB)
+    with stall.attempt(stall.Limits(stall=STALL)):
+        start = oss.read_start(manager.fs, f"{OSS_BUCKET}/{root}/a.bin", MiB, "")
+    assert start.rest is not None and len(start.data) == MiB
+    ended: list[BaseException | None] = []
+
+    def read_on() -> None:
+        try:
+            start.rest.read(lambda piece: None)  # type: ignore[union-attr]
+            ended.append(None)
+        except BaseException as exc:  # noqa: BLE001 (what ended it is the result)
+            ended.append(exc)
+
+    began = time.monotonic()
+    reader = threading.Thread(target=read_on, daemon=True)
+    reader.start()
+    reader.join(BOUND)
+    elapsed = time.monotonic() - began
+    proxy.drop()  # let a reader that was not cut go
+    assert ended, f"the rest trickled for {elapsed:.1f}s and was not cut (bound {BOUND}s)"
+    assert isinstance(ended[0], stall.TransferStalled), ended
 
 
 @pytest.mark.parametrize("mode", ["trickle", "stall"])

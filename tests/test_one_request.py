@@ -1,5 +1,5 @@
-"""A download costs one request where the store can stat and read at once (S3: one
-GET of the whole object, whose answer carries size, ETag and checksums, and whose
+"""A download costs one request where the store can stat and read at once (S3, OSS:
+one GET of the whole object, whose answer carries size, ETag and checksums, and whose
 body is read on where one stream is best), and a re-download of an unchanged file
 is one conditional GET answered 304. Counted at the proxy in front of moto; the
 bytes are checked whatever the server does with ``Range``."""
@@ -18,6 +18,12 @@ from fsblob.transfer import FIRST_READ
 from tests.conftest import Case, Meter
 
 
+@pytest.fixture(params=["s3", "oss"])
+def store_case(request: pytest.FixtureRequest) -> Case:
+    """The stores whose GET answer tells size, ETag and checksums."""
+    return request.getfixturevalue(f"{request.param}_case")
+
+
 def _stored(case: Case, tmp_path: Path, data: bytes, **extra: object) -> tuple[object, str]:
     manager = case.make(**extra)
     src = tmp_path / "src" / "blob.bin"
@@ -26,156 +32,156 @@ def _stored(case: Case, tmp_path: Path, data: bytes, **extra: object) -> tuple[o
     return manager, manager.upload(src)
 
 
-def test_a_small_file_is_one_get(s3_case: Case, tmp_path: Path) -> None:
+def test_a_small_file_is_one_get(store_case: Case, tmp_path: Path) -> None:
     data = os.urandom(1024)
-    manager, uri = _stored(s3_case, tmp_path, data)
-    s3_case.server.reset_stats()
+    manager, uri = _stored(store_case, tmp_path, data)
+    store_case.server.reset_stats()
     got = manager.download(uri, tmp_path / "out")
     assert Path(got).read_bytes() == data
-    assert [(m, s) for m, _, s in s3_case.server.answers] == [("GET", 200)], \
-        s3_case.server.answers
+    assert [(m, s) for m, _, s in store_case.server.answers] == [("GET", 200)], \
+        store_case.server.answers
 
 
-def test_an_unchanged_file_is_one_get_answered_304(s3_case: Case, tmp_path: Path) -> None:
+def test_an_unchanged_file_is_one_get_answered_304(store_case: Case, tmp_path: Path) -> None:
     data = os.urandom(5000)
-    manager, uri = _stored(s3_case, tmp_path, data)
+    manager, uri = _stored(store_case, tmp_path, data)
     got = Path(manager.download(uri, tmp_path / "out"))
-    s3_case.server.reset_stats()
+    store_case.server.reset_stats()
     meter = Meter()
     assert manager.download(uri, tmp_path / "out", callback=meter) == str(got)
-    assert [(m, s) for m, _, s in s3_case.server.answers] == [("GET", 304)]
+    assert [(m, s) for m, _, s in store_case.server.answers] == [("GET", 304)]
     assert meter.bytes == 0 and got.read_bytes() == data
 
 
-def test_an_edited_copy_after_a_304_is_fetched_again(s3_case: Case, tmp_path: Path) -> None:
+def test_an_edited_copy_after_a_304_is_fetched_again(store_case: Case, tmp_path: Path) -> None:
     data = os.urandom(5000)
-    manager, uri = _stored(s3_case, tmp_path, data)
+    manager, uri = _stored(store_case, tmp_path, data)
     got = Path(manager.download(uri, tmp_path / "out"))
     got.write_bytes(b"edited locally")
-    s3_case.server.reset_stats()
+    store_case.server.reset_stats()
     manager.download(uri, tmp_path / "out")
     assert got.read_bytes() == data
-    assert [(m, s) for m, _, s in s3_case.server.answers] == [("GET", 304), ("GET", 200)]
+    assert [(m, s) for m, _, s in store_case.server.answers] == [("GET", 304), ("GET", 200)]
 
 
-def test_a_replaced_file_of_the_same_size_is_fetched_again(s3_case: Case, tmp_path: Path) -> None:
-    manager, uri = _stored(s3_case, tmp_path, b"a" * 3000)
+def test_a_replaced_file_of_the_same_size_is_fetched_again(store_case: Case, tmp_path: Path) -> None:
+    manager, uri = _stored(store_case, tmp_path, b"a" * 3000)
     got = Path(manager.download(uri, tmp_path / "out"))
-    _stored(s3_case, tmp_path, b"b" * 3000)
-    s3_case.server.reset_stats()
+    _stored(store_case, tmp_path, b"b" * 3000)
+    store_case.server.reset_stats()
     manager.download(uri, tmp_path / "out")
     assert got.read_bytes() == b"b" * 3000
-    assert [(m, s) for m, _, s in s3_case.server.answers] == [("GET", 200)]
+    assert [(m, s) for m, _, s in store_case.server.answers] == [("GET", 200)]
 
 
 @pytest.mark.parametrize("ignore_ranges", [False, True])
 @pytest.mark.parametrize("size", [0, 63, FIRST_READ, FIRST_READ + 1, 3 * FIRST_READ + 17])
 @pytest.mark.parametrize("link", ["fast", "slow"])
 def test_any_size_arrives_whole_whatever_the_server_does_with_ranges(
-        s3_case: Case, tmp_path: Path, size: int, ignore_ranges: bool, link: str) -> None:
+        store_case: Case, tmp_path: Path, size: int, ignore_ranges: bool, link: str) -> None:
     """Below multipart_threshold (2 MiB here) a download is one GET. Above it, a link
     judged fast (the first MiB came at one_stream_rate or faster: here any link is)
     reads the rest of that GET's body, one request in all; a slow one (one_stream_rate
     0: no link is fast enough) lets that answer go after its first MiB and fetches
     the rest in ranges."""
     data = os.urandom(size)
-    manager, uri = _stored(s3_case, tmp_path, data, multipart_threshold="2MiB",
+    manager, uri = _stored(store_case, tmp_path, data, multipart_threshold="2MiB",
                            multipart_chunksize="1MiB",
                            one_stream_rate="1KiB" if link == "fast" else 0)
-    s3_case.server.ignore_ranges = ignore_ranges
+    store_case.server.ignore_ranges = ignore_ranges
     try:
-        s3_case.server.reset_stats()
+        store_case.server.reset_stats()
         got = manager.download(uri, tmp_path / "out")
     finally:
-        s3_case.server.ignore_ranges = False
+        store_case.server.ignore_ranges = False
     assert Path(got).read_bytes() == data
-    gets = [p for m, p, _ in s3_case.server.answers if m == "GET"]
-    assert len(s3_case.server.answers) == len(gets), "a HEAD besides the GETs"
+    gets = [p for m, p, _ in store_case.server.answers if m == "GET"]
+    assert len(store_case.server.answers) == len(gets), "a HEAD besides the GETs"
     if size < 2 * FIRST_READ or link == "fast":
         assert len(gets) == 1
     else:  # the first GET, and the ranges after its first MiB (1 MiB each)
         assert len(gets) == 1 + 3
 
 
-def test_ranges_after_a_let_go_answer_may_end_inside_its_first_mib(s3_case: Case,
+def test_ranges_after_a_let_go_answer_may_end_inside_its_first_mib(store_case: Case,
                                                                    tmp_path: Path) -> None:
     """Small ranges: the last one starts within the first MiB the first GET kept and
     ends at the object's end; the answer it came from was let go, so it is a GET."""
     data = os.urandom(FIRST_READ + 100 * 1024)
-    manager, uri = _stored(s3_case, tmp_path, data, multipart_threshold="1MiB",
+    manager, uri = _stored(store_case, tmp_path, data, multipart_threshold="1MiB",
                            multipart_chunksize="256KiB", max_concurrency=4, one_stream_rate=0)
-    s3_case.server.reset_stats()
+    store_case.server.reset_stats()
     got = manager.download(uri, tmp_path / "out")
     assert Path(got).read_bytes() == data
-    assert [s for m, _, s in s3_case.server.answers] == [200, 206]
+    assert [s for m, _, s in store_case.server.answers] == [200, 206]
 
 
-def test_a_large_file_on_a_fast_link_is_one_get(s3_case: Case, tmp_path: Path) -> None:
+def test_a_large_file_on_a_fast_link_is_one_get(store_case: Case, tmp_path: Path) -> None:
     data = os.urandom(20 * FIRST_READ)
-    manager, uri = _stored(s3_case, tmp_path, data, one_stream_rate="1KiB")
-    s3_case.server.reset_stats()
+    manager, uri = _stored(store_case, tmp_path, data, one_stream_rate="1KiB")
+    store_case.server.reset_stats()
     got = manager.download(uri, tmp_path / "out")
     assert Path(got).read_bytes() == data
-    assert [(m, s) for m, _, s in s3_case.server.answers] == [("GET", 200)]
+    assert [(m, s) for m, _, s in store_case.server.answers] == [("GET", 200)]
 
 
-def test_a_rest_cut_off_half_way_is_fetched_again_as_a_range(s3_case: Case,
+def test_a_rest_cut_off_half_way_is_fetched_again_as_a_range(store_case: Case,
                                                              tmp_path: Path) -> None:
     """The rest of the first answer is read once: when it fails, the bytes after the
     first MiB come in a GET of their own, pinned to the version the first one read."""
     data = os.urandom(6 * FIRST_READ)
-    manager, uri = _stored(s3_case, tmp_path, data, one_stream_rate="1KiB")
-    s3_case.server.reset_stats()
-    s3_case.server.kill_after(3 * FIRST_READ)  # the first GET's connection dies
+    manager, uri = _stored(store_case, tmp_path, data, one_stream_rate="1KiB")
+    store_case.server.reset_stats()
+    store_case.server.kill_after(3 * FIRST_READ)  # the first GET's connection dies
 
     def come_back() -> None:  # at once: the range is tried again within the deadline
         until = time.monotonic() + 10
-        while s3_case.server.running and time.monotonic() < until:
+        while store_case.server.running and time.monotonic() < until:
             time.sleep(0.005)
-        s3_case.server.start()
+        store_case.server.start()
 
     threading.Thread(target=come_back, daemon=True).start()
     got = manager.download(uri, tmp_path / "out")
     assert Path(got).read_bytes() == data
-    statuses = [(m, s) for m, _, s in s3_case.server.answers]
+    statuses = [(m, s) for m, _, s in store_case.server.answers]
     assert statuses[0] == ("GET", 200) and ("GET", 206) in statuses[1:], statuses
 
 
 def test_bytes_damaged_in_the_first_get_are_refused_then_fetched_again(
-        s3_case: Case, tmp_path: Path) -> None:
+        store_case: Case, tmp_path: Path) -> None:
     for size in (1024, FIRST_READ + 4096):
         data = os.urandom(size)
-        manager, uri = _stored(s3_case, tmp_path, data)
-        s3_case.server.corrupt_next(1)
+        manager, uri = _stored(store_case, tmp_path, data)
+        store_case.server.corrupt_next(1)
         got = manager.download(uri, tmp_path / f"out{size}")
         assert Path(got).read_bytes() == data
-        s3_case.server.corrupt_next(50)
+        store_case.server.corrupt_next(50)
         with pytest.raises(BlobIntegrityError):
-            s3_case.make(retries=1).download(uri, tmp_path / f"again{size}")
-        s3_case.server.corrupt_next(0)
+            store_case.make(retries=1).download(uri, tmp_path / f"again{size}")
+        store_case.server.corrupt_next(0)
         assert not (tmp_path / f"again{size}" / "blob.bin").exists()
 
 
 @pytest.mark.parametrize("size", [0, 1000, FIRST_READ, 3 * FIRST_READ + 17])
 @pytest.mark.parametrize("link", ["fast", "slow"])
 def test_an_answer_without_content_length_arrives_whole_and_checked(
-        s3_case: Case, tmp_path: Path, size: int, link: str) -> None:
+        store_case: Case, tmp_path: Path, size: int, link: str) -> None:
     """A server or proxy that streams its GET answers in chunks, announcing no length:
     the size comes from the body's end (a small object) or from a HEAD of the same
     ETag, and the bytes are still checked (a flipped byte is refused)."""
     data = os.urandom(size)
     settings = {"multipart_threshold": "2MiB", "multipart_chunksize": "1MiB",
                 "one_stream_rate": "1KiB" if link == "fast" else 0}
-    manager, uri = _stored(s3_case, tmp_path, data, **settings)
-    s3_case.server.chunk_gets = True
+    manager, uri = _stored(store_case, tmp_path, data, **settings)
+    store_case.server.chunk_gets = True
     try:
-        s3_case.server.reset_stats()
+        store_case.server.reset_stats()
         got = manager.download(uri, tmp_path / "out")
         assert Path(got).read_bytes() == data
-        assert ("GET", 200) in [(m, s) for m, _, s in s3_case.server.answers]
+        assert ("GET", 200) in [(m, s) for m, _, s in store_case.server.answers]
         if size:
-            s3_case.server.corrupt_next(1)
+            store_case.server.corrupt_next(1)
             with pytest.raises(BlobIntegrityError):
-                s3_case.make(**settings, retries=0).download(uri, tmp_path / "other")
+                store_case.make(**settings, retries=0).download(uri, tmp_path / "other")
     finally:
-        s3_case.server.chunk_gets = False
+        store_case.server.chunk_gets = False

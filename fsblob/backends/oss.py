@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from fsblob import integrity, retry
 from fsblob.backends import keys, oss_upload, timeouts
-from fsblob.chunks import PIECE, ObjectChanged, crc64ecma
+from fsblob.chunks import PIECE, ObjectChanged, RangeMismatch, Window, crc64ecma
 from fsblob.errors import BlobConfigError, StoreError
-from fsblob.store import Store, Upload
+from fsblob.store import Start, Store, Upload
 
 BACKEND = "oss"
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?/?$")
@@ -68,6 +69,7 @@ def store(config: Mapping[str, Any]) -> Store:
         prepare=functools.partial(_prepare, bucket=bucket),
         meta=meta,
         read_range=read_range,
+        read_start=read_start,
         upload=oss_upload.upload,
         atomic_writes=True,
         extra="oss",
@@ -91,18 +93,92 @@ def meta(fs: Any, path: str) -> integrity.Meta:
         if below.object_list or below.prefix_list:
             return integrity.Meta(None, is_dir=True)
         raise
-    headers = head.headers
+    return _meta_of(head.headers, head.content_length)
+
+
+def _meta_of(headers: Mapping[str, str], size: int | None) -> integrity.Meta:
+    """The :class:`~fsblob.integrity.Meta` of a HEAD's (or GET's) answer headers."""
     etag = str(headers.get("etag") or "").strip('"')
     fields: dict[str, Any] = integrity.etag_meta(
         etag, md5=headers.get("x-oss-server-side-encryption") != "KMS")
     crc64 = headers.get("x-oss-hash-crc64ecma")
     if crc64 and crc64.isdigit():
         fields["store_crc"] = (crc64ecma(), int(crc64))
-    return integrity.Meta(head.content_length, etag=etag,
+    return integrity.Meta(size, etag=etag,
                           version=str(headers.get("x-oss-version-id") or ""),
                           crc32=integrity.decode_crc(headers.get(oss_upload.META_HEADER)),
                           pinned=bool(etag), info={"last-modified": headers.get("last-modified")},
                           **fields)
+
+
+def read_start(fs: Any, path: str, limit: int, unless_etag: str) -> Start:
+    """One ``GetObject`` of the whole object, whose answer tells what :func:`meta`
+    tells; its first ``limit`` bytes are read, the rest is left in the answer for
+    :attr:`Start.rest`, bounded by the same request's meter wherever it is read.
+    ``If-None-Match`` ``unless_etag``: a 304 is ``Start(None)``. Raises
+    ``FileNotFoundError`` for no object (or a prefix)."""
+    bucket_name, key = fs.split_path(path)
+    if not key:
+        raise FileNotFoundError(path)
+    bucket = fs._get_bucket(bucket_name)
+    where = f"oss://{bucket_name}/{key}"
+    headers = {"If-None-Match": f'"{unless_etag}"'} if unless_etag else None
+    try:
+        answer = oss_upload.call("GetObject", where, lambda: bucket.get_object(key, headers=headers))
+    except StoreError as exc:
+        if exc.http_status == 304:
+            return Start(None)
+        raise
+    body = _Rest(answer, timeouts.carried())
+    rest: _Rest | None = body
+    try:
+        length = answer.content_length  # none for a body sent in chunks
+        want = limit if length is None else min(limit, length)
+        pieces, got, began = [], 0, time.monotonic()  # the body's rate: how fast this link is
+        while got < want and (piece := _read(answer, min(PIECE, want - got))):
+            pieces.append(piece)
+            got += len(piece)
+        seconds, data = time.monotonic() - began, b"".join(pieces)
+        if length is None and got < limit:  # the body ended first: that was all of it
+            length = got
+        if length is None:  # the size from a HEAD, of the same version
+            found = meta(fs, path)
+            if found.etag != str(answer.headers.get("etag") or "").strip('"'):
+                raise ObjectChanged(f"{where} changed during the download")
+        else:
+            found = _meta_of(answer.headers, length)
+        size = found.size or 0
+        if got != min(size, limit):
+            raise RangeMismatch(f"{where}: received {got} bytes of the first {min(size, limit)}")
+        if got >= size:
+            body.close()
+            rest = None
+        rate = got / seconds if size > got and seconds > 0 else None
+        return Start(found, data, rate, rest)
+    except BaseException:
+        body.close()
+        raise
+
+
+class _Rest:
+    """The bytes of a ``GetObject`` answer after those :func:`read_start` kept: read
+    once (:meth:`read`), or let go (:meth:`close`, which drops the connection)."""
+
+    def __init__(self, answer: Any, request: timeouts.Carried | None) -> None:
+        self._answer, self._request = answer, request
+
+    def read(self, feed: Callable[[bytes], None]) -> None:
+        answer, self._answer = self._answer, None
+        if answer is None:
+            raise RuntimeError("the rest of this answer was already read or let go")
+        with answer, timeouts.reading(self._request):  # cut when it stops, as its request
+            while piece := _read(answer, PIECE):
+                feed(piece)
+
+    def close(self) -> None:
+        answer, self._answer = self._answer, None
+        if answer is not None:
+            answer.close()
 
 
 def read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end: int,
@@ -123,9 +199,18 @@ def read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end: int,
         if exc.code == "PreconditionFailed" or exc.http_status == 412:
             raise ObjectChanged(f"{where} changed during the download") from None
         raise
+    window = Window(feed, start, end, whole=not whole and not answer.content_range)
     with answer:
-        while piece := answer.read(PIECE):
-            feed(piece)
+        while not window.full and (piece := _read(answer, PIECE)):
+            window(piece)
+
+
+def _read(answer: Any, size: int) -> bytes:
+    """Up to ``size`` bytes of an oss2 answer's body, from its urllib3 response.
+    (oss2's own ``read(n)`` starts a new ``iter_content`` generator for every call,
+    and on a body sent in chunks the generator left behind drops the connection:
+    the next read finds the body cut short. fsblob checks the bytes itself.)"""
+    return bytes(answer.resp.response.raw.read(size, decode_content=True))
 
 
 def _prepare(fs: Any, *, bucket: str) -> None:

@@ -42,7 +42,7 @@ from fsspec.asyn import sync
 
 from fsblob import integrity, logs, retry, stall
 from fsblob.backends import keys, s3_upload, watch
-from fsblob.chunks import CRC32, PIECE, ObjectChanged, RangeMismatch, crc64nvme
+from fsblob.chunks import CRC32, PIECE, ObjectChanged, RangeMismatch, Window, crc64nvme
 from fsblob.errors import BlobConfigError
 from fsblob.store import Start, Store, Upload
 
@@ -329,18 +329,10 @@ async def _read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end:
     if error is not None:
         raise error
     body = answer["Body"]
-    # a server that ignores Range answers the whole object: skip to the range, stop after it
-    ignored = bool(extra) and not answer.get("ContentRange")
-    skip, left = (start, end - start) if ignored else (0, None)
+    window = Window(feed, start, end, whole=bool(extra) and not answer.get("ContentRange"))
     try:
-        while left != 0 and (piece := await body.read(PIECE)):
-            if skip:
-                cut = min(skip, len(piece))
-                piece, skip = piece[cut:], skip - cut
-            if left is not None:
-                piece, left = piece[:left], left - min(left, len(piece))
-            if piece:
-                feed(piece)
+        while not window.full and (piece := await body.read(PIECE)):
+            window(piece)
     finally:
         body.close()
 

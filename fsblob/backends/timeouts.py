@@ -13,11 +13,13 @@ S3 (aiohttp) is watched by :mod:`fsblob.backends.watch`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -128,6 +130,38 @@ class _GuardedSocket:
         if meter.stalled(given):
             raise stall.stalled_error(given, self._endpoint,
                                       meter.recent(given.stall, time.monotonic()))
+
+
+@dataclass(frozen=True)
+class Carried:
+    """The meter of a request whose answer is read on later, maybe in another thread."""
+
+    meter: stall.Meter
+    limits: stall.Limits
+
+
+def carried() -> Carried | None:
+    """The meter of the request this thread sent last (call it right after the
+    request returned its headers): its body, read on elsewhere, stays bounded by
+    the floor (:func:`reading`)."""
+    meter, limits = getattr(_REQUEST, "meter", None), getattr(_REQUEST, "limits", None)
+    return Carried(meter, limits) if meter is not None and limits is not None else None
+
+
+@contextlib.contextmanager
+def reading(request: Carried | None) -> Iterator[None]:
+    """Reads in this thread count for ``request`` (its meter restarted: the time
+    its answer waited to be read on is no stall), and are cut as its were."""
+    if request is None:
+        yield
+        return
+    before = getattr(_REQUEST, "meter", None), getattr(_REQUEST, "limits", None)
+    request.meter.restart()
+    _REQUEST.meter, _REQUEST.limits = request.meter, request.limits
+    try:
+        yield
+    finally:
+        _REQUEST.meter, _REQUEST.limits = before
 
 
 #: Seconds a socket read or write waits before the request's progress is checked.

@@ -444,3 +444,28 @@ def test_webhdfs_bytes_damaged_on_the_way_up_are_caught_by_the_next_download(
     with pytest.raises(BlobIntegrityError, match="fsblob's CRC32"):
         webhdfs_case.make(retries=0).download(uri, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("size", [3000, 3 * MiB])
+def test_a_foreign_object_is_checked_by_the_checksum_its_get_answer_carries(
+        s3_case: Case, s3_proxy: FaultProxy, moto_server: Any, tmp_path: Path, size: int,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An object another tool wrote with a CRC32 (no fsblob metadata): the one GET asks
+    for the store's checksums (``x-amz-checksum-mode``) and fsblob checks the bytes by
+    it, in one stream on a fast link, as they arrive."""
+    client = boto3.client("s3", endpoint_url=moto_server.url)
+    data = _data(size, 4)
+    client.put_object(Bucket=S3_BUCKET, Key=_key(s3_case, "crc.bin"), Body=data,
+                      ChecksumAlgorithm="CRC32")
+    settings = {"one_stream_rate": "1KiB", "multipart_threshold": "2MiB"}
+    caplog.set_level(logging.INFO, logger="fsblob")
+    manager = s3_case.make(**settings)
+    assert manager.fs is not None  # opened: the bucket's HEAD is not counted below
+    s3_proxy.reset_stats()
+    got = manager.download("crc.bin", tmp_path / "out")
+    assert Path(got).read_bytes() == data
+    assert [(m, s) for m, _, s in s3_proxy.answers] == [("GET", 200)]
+    assert "verified by the store's full-object CRC32" in caplog.text
+    s3_proxy.corrupt_next(1)
+    with pytest.raises(BlobIntegrityError, match="the store's full-object CRC32"):
+        s3_case.make(retries=0, **settings).download("crc.bin", tmp_path / "once")

@@ -419,16 +419,18 @@ def test_an_upload_replaced_right_after_it_is_no_failure(moto_server: Any, s3_ca
     assert "was replaced by another upload right after this one" in caplog.text
 
 
-def test_a_put_answered_with_the_md5_sent_needs_no_check_after_it(s3_case: Case,
-                                                                   tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["s3", "oss"])
+def test_a_put_answered_with_the_md5_sent_needs_no_check_after_it(
+        store: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """The ETag of a single PutObject is the MD5 of the bytes stored: equal to the
     file's, the upload is verified in one request."""
-    manager = s3_case.make()
+    case: Case = request.getfixturevalue(f"{store}_case")
+    manager = case.make()
     src = _write(tmp_path / "a.bin", 5000)
-    manager.fs  # noqa: B018  (opening the store checks the bucket: one HEAD, not counted)
-    s3_case.server.reset_stats()
+    manager.fs  # noqa: B018  (opening the store checks the bucket: not counted)
+    case.server.reset_stats()
     uri = manager.upload(src)
-    assert [m for m, _ in s3_case.server.requests] == ["PUT"]
+    assert [m for m, _ in case.server.requests] == ["PUT"]
     with fsspec.open(uri, "rb", **manager.storage_options) as f:
         assert f.read() == src.read_bytes()
 

@@ -2,8 +2,10 @@
 
 The file is read once before sending, for its CRC32 (stored as the object's
 metadata ``x-oss-meta-fsblob-crc32``, which every download checks) and each
-part's MD5, compared with the ETag OSS answers for what it received. After the
-upload a HEAD compares size and fsblob's CRC32.
+part's MD5, compared with the ETag OSS answers for what it received. A single
+PutObject answered with the MD5 sent is checked by that (one request); otherwise
+(multipart, or an ETag that is no MD5) a HEAD after the upload compares size and
+fsblob's CRC32.
 
 ossfs's ``put_file`` sends a file below 100 MiB as one ``PutObject`` and larger
 ones through oss2's resumable upload, one part at a time, leaving a checkpoint
@@ -83,11 +85,15 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
                     key, oss2.utils.SizedFileAdapter(f, size),
                     headers={**headers, "Content-MD5": _b64(digest.parts[0][1])},
                     progress_callback=progress_of(share)))
-            _check_etag("PutObject", where, answer.etag, digest.md5)
-            return answer
+            return answer, _check_etag("PutObject", where, answer.etag, digest.md5)
 
-        ours = run([put], settings, callback, where, lambda _: "PutObject")[0].etag
+        answer, proven = run([put], settings, callback, where, lambda _: "PutObject")[0]
+        ours = answer.etag
         checked.append("MD5 ETag")
+        if proven:  # the store's MD5 of what it stored is the file's: checked in one request
+            fs.invalidate_cache(rpath)
+            log.info("uploaded %s (%d bytes), checked: MD5 ETag", where, size)
+            return
     else:
         upload_id = call("InitiateMultipartUpload", where,
                          lambda: bucket.init_multipart_upload(key, headers=headers)).upload_id
@@ -147,14 +153,18 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
-def _check_etag(operation: str, where: str, etag: str, md5: str) -> None:
+def _check_etag(operation: str, where: str, etag: str, md5: str) -> bool:
     """The ETag OSS answers for a PutObject or a part is the MD5 of what it received
-    (unless encrypted with KMS: then not 32 hex digits, and not compared)."""
+    (unless encrypted with KMS: then not 32 hex digits, and not compared). Whether
+    it was compared (and equal)."""
     etag = str(etag or "").strip('"').lower()
-    if len(etag) == 32 and etag != md5:
+    if len(etag) != 32 or not all(c in "0123456789abcdef" for c in etag):
+        return False
+    if etag != md5:
         raise RangeMismatch(f"{operation}: {where}: the store's ETag (the MD5 of the bytes "
                             f"stored) is {etag}, the file sent has {md5}: the bytes were "
                             "damaged on the way")
+    return True
 
 
 def call(operation: str, where: str, request: Callable[[], T]) -> T:

@@ -246,6 +246,8 @@ def test_signed_url_fetches_without_credentials(s3_case: Case, tmp_path: Path) -
 
     v4 = s3_case.make(config={"signature_version": "s3v4"}).sign(uri, expires=timedelta(minutes=2))
     assert parse_qs(urlsplit(v4).query)["X-Amz-Expires"] == ["120"]
+    # a plain client sends no x-amz-* header: the URL must not require one
+    assert parse_qs(urlsplit(v4).query)["X-Amz-SignedHeaders"] == ["host"]
     with urllib.request.urlopen(v4, timeout=10) as response:
         assert response.read() == src.read_bytes()
 

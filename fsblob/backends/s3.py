@@ -24,6 +24,9 @@ fsblob's own filesystem instance gets botocore timeouts of the attempt's
 connect timeout and ``stall_timeout`` (unless ``config`` sets
 ``connect_timeout``/``read_timeout``), no botocore retries (unless ``config`` sets
 ``retries``) and one try per s3fs call: fsblob's retry policy is the only one.
+fsblob checks every download's bytes itself, so botocore does not CRC them again
+(``response_checksum_validation: when_required`` unless ``config`` sets it; the
+store's checksums are still asked for, by header).
 Its sockets count the bytes they move, and each of its calls is cut once they
 stop moving (:func:`fsblob.backends.watch.run`).
 """
@@ -375,7 +378,7 @@ def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
     # for the "100 Continue" with no timeout at all: a stuck server hung uploads forever.
     for events in (fs.session, client.meta.events):
         events.unregister("before-call.s3", add_expect_header)
-    client.meta.events.register("before-sign.s3.GetObject", _ask_checksums,
+    client.meta.events.register("before-call.s3.GetObject", _ask_checksums,
                                 unique_id="fsblob-checksum-mode")
     # Configured keys are used as they are: asking the session for its credentials
     # would walk the whole AWS chain (profiles, the EC2 metadata address) first.
@@ -398,12 +401,14 @@ def _prepare(fs: Any, *, bucket: str, ca_bundle: str | None) -> None:
         # e.g. 403: this role may not list the bucket; its objects will tell
 
 
-def _ask_checksums(request: Any, **_: Any) -> None:
-    """Ask for the store's checksums with every GetObject (``x-amz-checksum-mode``),
+def _ask_checksums(params: dict[str, Any], **_: Any) -> None:
+    """Ask for the store's checksums with every GetObject call (``x-amz-checksum-mode``),
     as a header: botocore's ``ChecksumMode`` parameter would also make it compute
     the CRC32 of the body a second time, beside fsblob's own check of the same
-    bytes (0.03 s per 128 MiB, in the event loop's thread)."""
-    request.headers["x-amz-checksum-mode"] = "ENABLED"
+    bytes (0.03 s per 128 MiB, in the event loop's thread). A call's event, not a
+    signing one: a presigned URL (:meth:`sign`) must not require the header of
+    whoever fetches it."""
+    params.setdefault("headers", {})["x-amz-checksum-mode"] = "ENABLED"
 
 
 def _list_uploads(fs: Any, root: str) -> list[Upload]:

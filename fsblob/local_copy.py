@@ -119,6 +119,10 @@ class LocalCopies:
             return False
         return record.get("version") == version and record.get("copy") == _snapshot(dest)
 
+    def untouched(self, dest: Path, record: dict[str, Any]) -> bool:
+        """Whether ``dest`` is still as ``record`` (what :meth:`recorded` read) found it."""
+        return bool(record) and record.get("copy") == _snapshot(dest)
+
     def record(self, dest: Path, version: str) -> None:
         """Remember that ``dest`` (as it is now) is a copy of remote ``version``.
 

@@ -342,7 +342,10 @@ class Trees:
                 self._fetch_version(manifest, dest, callback)
             return
         recorded = self.t.copies.recorded(dest) or {}
-        now = self.current(path, read=True, unless_etag=_etag_of(recorded.get("version")))
+        # a local copy removed or edited is fetched again: no If-None-Match, no 304 first
+        intact = self.t.copies.untouched(dest, recorded)
+        now = self.current(path, read=True,
+                           unless_etag=_etag_of(recorded.get("version")) if intact else "")
         if now.kind == "unchanged":  # a 304: the local copy is fresh if untouched
             if self.t.copies.is_fresh(dest, recorded["version"]):
                 log.info("%s is up to date", dest)

@@ -53,15 +53,22 @@ def test_an_unchanged_file_is_one_get_answered_304(store_case: Case, tmp_path: P
     assert meter.bytes == 0 and got.read_bytes() == data
 
 
-def test_an_edited_copy_after_a_304_is_fetched_again(store_case: Case, tmp_path: Path) -> None:
+@pytest.mark.parametrize("change", ["edited", "removed"])
+def test_an_edited_or_removed_copy_is_fetched_again_in_one_get(
+        store_case: Case, tmp_path: Path, change: str) -> None:
+    """The freshness record no longer matches the local copy: no If-None-Match (whose
+    304 would only cost a second request), one GET of the object."""
     data = os.urandom(5000)
     manager, uri = _stored(store_case, tmp_path, data)
     got = Path(manager.download(uri, tmp_path / "out"))
-    got.write_bytes(b"edited locally")
+    if change == "edited":
+        got.write_bytes(b"edited locally")
+    else:
+        got.unlink()
     store_case.server.reset_stats()
     manager.download(uri, tmp_path / "out")
     assert got.read_bytes() == data
-    assert [(m, s) for m, _, s in store_case.server.answers] == [("GET", 304), ("GET", 200)]
+    assert [(m, s) for m, _, s in store_case.server.answers] == [("GET", 200)]
 
 
 def test_a_replaced_file_of_the_same_size_is_fetched_again(store_case: Case, tmp_path: Path) -> None:

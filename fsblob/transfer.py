@@ -131,13 +131,39 @@ class Transfer:
 
     def _cat(self, path: str) -> bytes:
         """A small file's bytes in one read: ranged reads (fsspec's WebHDFS file)
-        could mix a file replaced between two of them."""
+        could mix a file replaced between two of them. Where the store reads and
+        stats at once, one GET whose bytes are checked (fsblob's bookkeeping, a
+        manifest, is checked like any download)."""
+        if self.store.read_start is not None:
+            start = self.store.read_start(self.fs, path, FIRST_READ, "")
+            pieces = [start.data]
+            try:
+                if start.rest is not None:
+                    start.rest.read(pieces.append)
+            finally:
+                start.close()
+            return self._checked(path, start.meta, b"".join(pieces))
         if self.store.get_file is None:  # get_options: s3fs's one GET, not HEAD + LIST + GET
             return bytes(self.fs.cat_file(path, **self.store.get_options))
         with tempfile.TemporaryDirectory(prefix="fsblob-") as scratch:
             copy = Path(scratch) / "small"
             self.store.get_file(self.fs, path, str(copy), DEFAULT_CALLBACK)
             return copy.read_bytes()
+
+    def _checked(self, path: str, meta: integrity.Meta, data: bytes) -> bytes:
+        """``data``, the whole object ``meta`` describes, checked as a download is."""
+        uri = self.store.uri(path)
+        try:
+            if meta.size is not None and len(data) != meta.size:
+                raise chunks.RangeMismatch(f"received {len(data)} bytes of {uri}, expected "
+                                           f"{meta.size}")
+            check = integrity.choose(meta)
+            digest = check.hasher()
+            digest.update(data)
+            check.verify([digest], uri)
+        except chunks.RangeMismatch as exc:
+            raise BlobIntegrityError(f"{self.backend}: {exc}") from None
+        return data
 
     # -- one file -----------------------------------------------------------------------
 

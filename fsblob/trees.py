@@ -101,6 +101,8 @@ class Trees:
             return Current("file", info, start=start)
         if data is None or len(data) != info.size:
             data = self.t._cat(path)
+        else:  # a pointer's bytes are checked like any download's
+            self.t._checked(path, info, data)
         if not Pointer.is_pointer(data):
             return Current("file", info, start=Start(info, data))
         try:

@@ -471,3 +471,26 @@ def test_a_foreign_object_is_checked_by_the_checksum_its_get_answer_carries(
     s3_proxy.corrupt_next(1)
     with pytest.raises(BlobIntegrityError, match="the store's full-object CRC32"):
         s3_case.make(retries=0, **settings).download("crc.bin", tmp_path / "once")
+
+
+@pytest.mark.parametrize("what", ["pointer", "manifest"])
+@pytest.mark.parametrize("store", ["s3", "oss"])
+def test_a_flipped_byte_in_fsblobs_bookkeeping_is_refused_then_read_again(
+        store: str, what: str, request: pytest.FixtureRequest, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A tree's pointer and manifest are read like any download, their bytes checked
+    (by the checksum the GET's answer carries: botocore does not check a body on its
+    own any more)."""
+    case: Case = request.getfixturevalue(f"{store}_case")
+    tree = tmp_path / "model"
+    _write(tree / "weights.bin" if tree.mkdir() is None else tree, 5000)
+    case.make().upload(tree)
+    ending = "/model" if what == "pointer" else ".json"
+    case.server.corrupt_next(1, ending=ending)
+    with pytest.raises(BlobIntegrityError, match="do not match"):
+        case.make(retries=0).download("model", tmp_path / "once")
+    caplog.set_level(logging.INFO, logger="fsblob")
+    case.server.corrupt_next(1, ending=ending)
+    got = case.make().download("model", tmp_path / "out")
+    assert (Path(got) / "weights.bin").read_bytes() == _data(5000)
+    assert "failed (attempt 1)" in caplog.text, "the damaged answer was not read again"

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NoReturn, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
 CHUNK = 64 * 1024
@@ -199,6 +199,7 @@ class FaultProxy:
         self._fail_status = 503
         self._reset_left = 0
         self._corrupt_left = 0
+        self._corrupt_ending = ""
         self._corrupt_upload_left = 0
         self._fail_code: str | None = None
         self._fail_when: Callable[[str, str], bool] | None = None
@@ -292,15 +293,16 @@ class FaultProxy:
         with self._lock:
             self._kill_budget = nbytes
 
-    def corrupt_next(self, n: int) -> None:
+    def corrupt_next(self, n: int, ending: str = "") -> None:
         """Flip the first byte of the next ``n`` successful object GET bodies, whole
-        or ranged (GETs without a query: not listings): one range each."""
+        or ranged (GETs without a query: not listings): one range each; only GETs
+        whose path ends with ``ending`` (URL-decoded), if given."""
         with self._lock:
-            self._corrupt_left = n
+            self._corrupt_left, self._corrupt_ending = n, ending
 
-    def _take_corruption(self) -> bool:
+    def _take_corruption(self, path: str) -> bool:
         with self._lock:
-            if self._corrupt_left:
+            if self._corrupt_left and unquote(path).endswith(self._corrupt_ending):
                 self._corrupt_left -= 1
                 return True
         return False
@@ -518,7 +520,7 @@ class _Handler(BaseHTTPRequestHandler):
             assert stream is not None
             parts = iter(lambda: stream.read1(CHUNK), b"")
         corrupt = (req.method == "GET" and resp.status in (200, 206) and "?" not in req.path
-                   and proxy._take_corruption())
+                   and proxy._take_corruption(req.path))
         for data in parts:
             if corrupt and data:  # flip the first byte of the body: same size, other bytes
                 data, corrupt = bytes([data[0] ^ 0xFF]) + data[1:], False

@@ -370,16 +370,18 @@ class FileDigest:
         return self.parts[0][1].hex()
 
 
-def digest_file(path: str, part_size: int | None = None, threads: int = 4) -> FileDigest:
+def digest_file(path: str, part_size: int | None = None, threads: int = 4, *,
+                md5: bool = True) -> FileDigest:
     """Read ``path`` once: its CRC32, and per ``part_size`` part (default: one part)
-    the CRC32 and MD5, parts hashed in threads (zlib and hashlib let go of the GIL)."""
+    the CRC32 and (unless ``md5`` is false: ``b""``) MD5, parts hashed in threads
+    (zlib and hashlib let go of the GIL)."""
     size = os.path.getsize(path)
     part = part_size or max(size, 1)
     spans = [(start, min(part, size - start)) for start in range(0, size, part)] or [(0, 0)]
 
     def one(span: tuple[int, int]) -> tuple[int, bytes, int]:
         start, length = span
-        crc, md5, left = 0, hashlib.md5(), length
+        crc, md5s, left = 0, hashlib.md5() if md5 else None, length
         with open(path, "rb", buffering=0) as f:
             f.seek(start)
             while left > 0:
@@ -387,8 +389,9 @@ def digest_file(path: str, part_size: int | None = None, threads: int = 4) -> Fi
                 if not data:
                     raise RangeMismatch(f"{path} shrank while it was being uploaded")
                 crc, left = CRC32.update(data, crc), left - len(data)
-                md5.update(data)
-        return crc, md5.digest(), length
+                if md5s is not None:
+                    md5s.update(data)
+        return crc, md5s.digest() if md5s is not None else b"", length
 
     if len(spans) == 1:
         parts = [one(spans[0])]

@@ -494,3 +494,41 @@ def test_a_flipped_byte_in_fsblobs_bookkeeping_is_refused_then_read_again(
     got = case.make().download("model", tmp_path / "out")
     assert (Path(got) / "weights.bin").read_bytes() == _data(5000)
     assert "failed (attempt 1)" in caplog.text, "the damaged answer was not read again"
+
+
+class _ChangeTheTail(Meter):
+    """At the first bytes sent, rewrite the last MiB of ``path`` in place."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path, self.done = path, False
+
+    def relative_update(self, inc: int = 1) -> None:
+        if not self.done:
+            self.done = True
+            with open(self.path, "r+b") as f:
+                f.seek(-MiB, os.SEEK_END)
+                f.write(_data(MiB, seed=9))
+        super().relative_update(inc)
+
+
+def test_a_file_changed_while_its_parts_are_sent_is_refused_and_nothing_stored(
+        s3_case: Case, moto_server: Any, tmp_path: Path) -> None:
+    """Its CRC32 (in its metadata) is taken before sending, each part's MD5 just before
+    the part is sent: a change to the last part while the first is sent leaves parts
+    whose CRC32s no longer make the file's, so the upload fails, is aborted, and the
+    name keeps what it held."""
+    src = tmp_path / "model.bin"
+    src.write_bytes(_data(SIZES["multipart"]))
+    settings = {**MULTIPART, "multipart_chunksize": "1MiB", "max_concurrency": 1}  # 8 MiB parts
+    manager = s3_case.make(**settings, retries=0)
+    uri = manager.upload(src)
+    assert s3_case.server.count("PUT", "partNumber=2") == 1
+    before = src.read_bytes()
+    src.write_bytes(_data(SIZES["multipart"], seed=2))
+    with pytest.raises(BlobIntegrityError, match="changed while"):
+        manager.upload(src, callback=_ChangeTheTail(src))
+    assert Path(manager.download(uri, tmp_path / "out")).read_bytes() == before
+    client = boto3.client("s3", endpoint_url=moto_server.url)
+    assert not client.list_multipart_uploads(
+        Bucket=S3_BUCKET, Prefix=_key(s3_case, "model.bin")).get("Uploads")

@@ -150,3 +150,62 @@ def test_kms_encrypted_objects_download_without_an_md5_check(
         with pytest.raises(BlobTransferError):
             S3BlobManager({**s3_case.config, "endpoint_url": proxy.url, "retries": 0}).download(
                 plain, tmp_path / "out2")
+
+
+class _PayloadHashes:
+    """A store that checks a signed payload as S3 does (the body's SHA256 against
+    ``x-amz-content-sha256``), and notes each body's headers."""
+
+    def __init__(self) -> None:
+        self.bodies: list[tuple[str, str, set[str]]] = []  # (request, payload header, checksums)
+
+    def on_request(self, req: Any, upstream: Any) -> Any:
+        if req.method not in ("PUT", "POST") or req.headers.get("content-length") in (None, "0"):
+            return None
+        data = b"".join(req.body)
+        req.body = iter([data])
+        payload = req.headers.get("x-amz-content-sha256", "")
+        checksums = {k for k in req.headers if k == "content-md5" or k.startswith("x-amz-checksum-")
+                     and k != "x-amz-checksum-type"}
+        self.bodies.append((f"{req.method} {req.path}", payload, checksums))
+        if payload not in ("UNSIGNED-PAYLOAD", hashlib.sha256(data).hexdigest()):
+            from tests.servers.proxy import error_response
+            return error_response(400, "XAmzContentSHA256Mismatch")
+        return None
+
+    def on_response(self, req: Any, resp: Any, upstream: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize("signing", [None, True], ids=["default", "payload_signing_enabled"])
+def test_bodies_over_plain_http_carry_checksums_instead_of_a_sha256_pass(
+        moto_server: MotoServer, s3_case: Case, signing: bool | None, tmp_path: Path) -> None:
+    """botocore hashes every body with SHA256 for the signature over http (not https),
+    in the event loop's thread: fsblob's bodies carry checksums the store checks, so
+    that pass is skipped, unless ``config`` asks for it. Every body sent unsigned
+    carries a checksum (files, parts, a tree's bookkeeping)."""
+    (tmp_path / "tree").mkdir()
+    _file(tmp_path / "tree" / "a.bin", 3000)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(12 * MiB + 5))
+    translator = _PayloadHashes()
+    with FaultProxy(moto_server.url, translator=translator) as proxy:
+        config = {**s3_case.config, "endpoint_url": proxy.url, "multipart_threshold": "6MiB",
+                  "multipart_chunksize": "5MiB"}
+        if signing is not None:
+            config["config"] = {"s3": {"payload_signing_enabled": signing}}
+        manager = S3BlobManager(config)
+        uris = [manager.upload(big), manager.upload(_file(tmp_path / "small.bin", 3000)),
+                manager.upload(tmp_path / "tree")]
+        assert Path(manager.download(uris[0], tmp_path / "out")).read_bytes() == big.read_bytes()
+    sent = {(request.split("?")[0].rsplit("/", 1)[-1], "partNumber=" in request)
+            for request, _, _ in translator.bodies if request.startswith("PUT")}
+    assert {("big.bin", True), ("small.bin", False)} <= sent, translator.bodies
+    for request, payload, checksums in translator.bodies:
+        if signing:
+            assert payload not in ("", "UNSIGNED-PAYLOAD"), request  # and the store checked it
+        else:
+            assert payload == "UNSIGNED-PAYLOAD", request
+            assert checksums, f"{request} went unsigned and without a checksum"
+        if request.startswith("PUT") and request.split("?")[0].endswith(".bin"):  # file bytes
+            assert {"content-md5", "x-amz-checksum-crc32"} <= checksums, request

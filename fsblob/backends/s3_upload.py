@@ -8,10 +8,12 @@ on a multipart upload whose parts (``multipart_chunksize``) are windows too,
 ``max_concurrency`` in flight (see :class:`fsblob.chunks.TransferSettings`).
 
 Integrity, on any S3-compatible store, whatever checksums it keeps: the file is
-read once before sending, for its CRC32 (and each part's CRC32 and MD5). The
-CRC32 goes in the object's metadata (``x-amz-meta-fsblob-crc32``: fsblob's own
-checksum, which every download checks), and each body's CRC32 to botocore (S3
-checks it on arrival). The upload is verified before it is reported done, by
+read once before sending, for its CRC32 (and a single PUT's MD5). The CRC32 goes
+in the object's metadata (``x-amz-meta-fsblob-crc32``: fsblob's own checksum,
+which every download checks). Each part is hashed (CRC32, MD5) again just before
+it is sent, beside the other parts' sends; the parts' CRC32s must combine into
+the file's, or the file changed meanwhile. Each body goes with its MD5
+(``Content-MD5``) and CRC32, which the store checks on arrival. The upload is verified before it is reported done, by
 what does not depend on the store checking anything: the ETag the store answers
 for a ``PutObject`` or a part is its MD5 of the bytes it received, compared with
 the file's (unless KMS or customer-key encryption makes ETags opaque); a
@@ -39,7 +41,7 @@ import mimetypes
 import os
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from fsspec.callbacks import Callback
 
@@ -148,33 +150,43 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback, *,
     while math.ceil(size / part_size) > MAX_PARTS:
         part_size *= 2
     single = size <= SINGLE_PUT_LIMIT and (size < settings.multipart_threshold or size <= part_size)
-    # One read of the file, before sending: fsblob's CRC32 goes in the object's
-    # metadata (a header, so it must be known first), and the parts' CRC32s go to
-    # botocore, which then does not hash the bodies again.
-    digest = integrity.digest_file(lpath, None if single else part_size, settings.max_concurrency)
+    # fsblob's CRC32 goes in the object's metadata (a header, so it must be known
+    # before sending): one read of the file first. A single PUT's MD5 (Content-MD5) is
+    # taken in the same read; a part's MD5 just before the part is sent, beside the
+    # other parts' sends (see _part).
+    digest = integrity.digest_file(lpath, None if single else part_size, settings.max_concurrency,
+                                   md5=single)
     extra: dict[str, Any] = {"Metadata": {integrity.META_KEY: integrity.encode_crc(digest.crc32)}}
-    content_type, _ = mimetypes.guess_type(lpath)
-    if content_type:
-        extra["ContentType"] = content_type
     s3 = watch.run(fs, _client, fs, bucket)
     where = f"s3://{bucket}/{key}"
     checked: list[str] = []
-    ours: list[str | None] = [None]  # the ETag the store answered for this upload
+    ours: str | None = None  # the ETag the store answered for this upload
     if single:
-        def put(share: Callback) -> None:
+        content_type, _ = mimetypes.guess_type(lpath)
+        if content_type:
+            extra["ContentType"] = content_type
+
+        def put(share: Callback) -> str | None:
             with FileWindow(lpath, 0, size, share) as body:
                 answer = watch.run(fs, call, "PutObject", where, s3.put_object(
                     Bucket=bucket, Key=key, Body=body, ContentMD5=_b64(digest.parts[0][1]),
                     ChecksumCRC32=s3_checksum_b64(digest.crc32), **extra))
             _check_put(answer, where, digest, checked)
-            ours[:] = [answer.get("ETag")]
+            return answer.get("ETag")
 
-        run([put], settings, callback, where, lambda _: "PutObject")
+        ours = run([put], settings, callback, where, lambda _: "PutObject")[0]
     else:
-        ours[0] = _put_multipart(fs, s3, bucket, key, lpath, digest, callback, part_size,
-                                 settings, extra, checked)
+        plan = _Plan(lpath, bucket, key, _Known(size, "", digest.crc32), part_size, extra)
+        _send_plans(fs, s3, [plan], callback, settings)
+        digest = integrity.FileDigest(size, digest.crc32, tuple(
+            (r["crc"], r["md5"], r["length"]) for r in plan.results))
+        if all(r["md5_etag"] for r in plan.results):
+            checked.append(f"{len(plan.results)} part MD5 ETags")
+        if plan.etag:
+            checked.append("multipart ETag")
+        ours = plan.answered
     if not (single and checked == ["MD5 ETag"]):  # a PUT answered with the MD5 sent is checked
-        watch.run(fs, _check_stored, s3, bucket, key, digest, checked, ours[0])
+        watch.run(fs, _check_stored, s3, bucket, key, digest, checked, ours)
     fs.invalidate_cache(rpath)
 
 
@@ -244,62 +256,6 @@ def store_error(operation: str, where: str, exc: Any) -> Exception:
     if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
         return PermissionError(message)  # the manager says "access denied" and the fix
     return StoreError(message, operation=operation, code=code, status=status)
-
-
-def _put_multipart(fs: Any, s3: Any, bucket: str, key: str, lpath: str,
-                   digest: integrity.FileDigest, callback: Callback, part_size: int,
-                   settings: TransferSettings, extra: dict[str, Any],
-                   checked: list[str]) -> str | None:
-    """The parts through :func:`fsblob.chunks.run` (a part that fails, or arrives
-    damaged, is sent again alone), then CompleteMultipartUpload; aborted on failure."""
-    where = f"s3://{bucket}/{key}"
-    upload = watch.run(fs, call, "CreateMultipartUpload", where, s3.create_multipart_upload(
-        Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT", **extra))
-    upload_id = upload["UploadId"]
-    md5_etags = [True]
-
-    def part(number: int) -> Callable[[Callback], dict[str, Any]]:
-        def send(share: Callback) -> dict[str, Any]:
-            crc, md5, length = digest.parts[number - 1]
-            with FileWindow(lpath, (number - 1) * part_size, length, share) as body:
-                answer = watch.run(fs, call, f"UploadPart {number}", where, s3.upload_part(
-                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
-                    ContentMD5=_b64(md5), ChecksumCRC32=s3_checksum_b64(crc)))
-            etag = _md5_etag(answer, answer.get("ETag", ""))
-            if etag is None:
-                md5_etags[0] = False
-            else:  # the store's MD5 of the part it received: the part arrived whole
-                _compare(f"UploadPart {number}", where, "part ETag", etag, md5.hex())
-            return {"PartNumber": number, "ETag": answer["ETag"],
-                    "ChecksumCRC32": s3_checksum_b64(crc)}
-
-        return send
-
-    try:
-        parts = run([part(n) for n in range(1, len(digest.parts) + 1)], settings, callback,
-                    where, lambda i: f"part {i + 1}")
-        answer = watch.run(fs, call, "CompleteMultipartUpload", where,
-                      s3.complete_multipart_upload(
-                          Bucket=bucket, Key=key, UploadId=upload_id,
-                          MultipartUpload={"Parts": parts},
-                          ChecksumCRC32=s3_checksum_b64(digest.crc32),
-                          ChecksumType="FULL_OBJECT", MpuObjectSize=digest.size))
-    except BaseException:
-        try:
-            with stall.cleanup():  # a budget of its own, also after a stall
-                watch.run(fs, s3.abort_multipart_upload, Bucket=bucket, Key=key,
-                          UploadId=upload_id)
-        except Exception as exc:  # the upload's own error is the one to raise
-            log.warning("could not abort multipart upload of %s/%s: %s", bucket, key,
-                        type(exc).__name__)
-        raise
-    if md5_etags[0]:
-        checked.append(f"{len(parts)} part MD5 ETags")
-        etag = _md5_etag(answer, answer.get("ETag", ""))
-        if etag is not None and "-" in etag:
-            _compare("CompleteMultipartUpload", where, "multipart ETag", etag, digest.multipart_etag)
-            checked.append("multipart ETag")
-    return answer.get("ETag")
 
 
 async def _check_stored(s3: Any, bucket: str, key: str, digest: integrity.FileDigest,
@@ -391,6 +347,15 @@ def upload_files(fs: Any, files: Sequence[tuple[str, str, Any]], callback: Callb
     if not plans:
         return {}
     callback.set_size(sum(p.entry.size for p in plans))
+    _send_plans(fs, s3, plans, callback, settings)
+    return {f"{p.bucket}/{p.key}": p.etag for p in plans if p.etag}
+
+
+def _send_plans(fs: Any, s3: Any, plans: Sequence[_Plan], callback: Callback,
+                settings: TransferSettings) -> None:
+    """Every plan's parts and PUTs as tasks of one :func:`fsblob.chunks.run` (a
+    failed one sent again alone), the multipart uploads created before and
+    completed after; unfinished ones aborted on failure."""
     multi = [p for p in plans if p.part_size is not None]
     try:
         ids = run([_create(fs, s3, p) for p in multi], settings, Callback(),
@@ -433,23 +398,31 @@ def upload_files(fs: Any, files: Sequence[tuple[str, str, Any]], callback: Callb
         raise
     for p in plans:
         fs.invalidate_cache(f"{p.bucket}/{p.key}")
-    return {f"{p.bucket}/{p.key}": p.etag for p in plans if p.etag}
+
+
+class _Known(NamedTuple):
+    """What is known of a file before it is sent (a manifest entry has these)."""
+
+    size: int
+    md5: str  # hex; "" when only its parts are sent (each hashed just before)
+    crc32: int
 
 
 class _Plan:
-    """One file of :func:`upload_files`: where it goes, and what its sends answered."""
+    """One file to send: where it goes, and what its sends answered."""
 
     def __init__(self, lpath: str, bucket: str, key: str, entry: Any,
-                 part_size: int | None) -> None:
+                 part_size: int | None, extra: Mapping[str, Any] | None = None) -> None:
         self.lpath, self.bucket, self.key, self.entry = lpath, bucket, key, entry
         self.part_size = part_size
         self.where = f"s3://{bucket}/{key}"
         self.upload_id: str | None = None
         self.results: list[dict[str, Any]] = []
         self.etag = ""  # the store's ETag when it is an MD5, checked
+        self.answered: str | None = None  # the ETag the store answered, whatever it is
         self.completed = False
         content_type, _ = mimetypes.guess_type(lpath)
-        self.extra = {"ContentType": content_type} if content_type else {}
+        self.extra = {**({"ContentType": content_type} if content_type else {}), **(extra or {})}
 
 
 #: Files up to this size go in groups of :data:`SMALL_GROUP`, read whole and sent
@@ -582,6 +555,7 @@ def _complete(fs: Any, s3: Any, p: _Plan) -> Callable[[Callback], None]:
                                ChecksumCRC32=s3_checksum_b64(p.entry.crc32),
                                ChecksumType="FULL_OBJECT", MpuObjectSize=p.entry.size))
         p.completed = True
+        p.answered = answer.get("ETag")
         etag = _md5_etag(answer, answer.get("ETag", ""))
         if etag is not None and "-" in etag and all(r["md5_etag"] for r in p.results):
             expected = (f"{hashlib.md5(b''.join(r['md5'] for r in p.results)).hexdigest()}"

@@ -209,3 +209,40 @@ def test_bodies_over_plain_http_carry_checksums_instead_of_a_sha256_pass(
             assert checksums, f"{request} went unsigned and without a checksum"
         if request.startswith("PUT") and request.split("?")[0].endswith(".bin"):  # file bytes
             assert {"content-md5", "x-amz-checksum-crc32"} <= checksums, request
+
+
+class _UserAgents:
+    """Notes the User-Agent of every request."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def on_request(self, req: Any, upstream: Any) -> None:
+        self.seen.append(req.headers.get("user-agent", ""))
+
+    def on_response(self, req: Any, resp: Any, upstream: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize("given", [None, "their-tool/2.0"], ids=["default", "configured"])
+def test_requests_name_fsblob_in_their_user_agent_unless_config_names_another(
+        moto_server: MotoServer, s3_case: Case, given: str | None, tmp_path: Path) -> None:
+    """botocore rebuilds its default User-Agent from a dozen sanitized parts twice per
+    request; fsblob's is fixed, names fsblob and the libraries, and a configured
+    ``user_agent`` (and ``user_agent_extra``) is the user's to set."""
+    translator = _UserAgents()
+    with FaultProxy(moto_server.url, translator=translator) as proxy:
+        config = {**s3_case.config, "endpoint_url": proxy.url}
+        if given:
+            config["config"] = {"user_agent": given, "user_agent_extra": "team/ml"}
+        manager = S3BlobManager(config)
+        uri = manager.upload(_file(tmp_path / "a.bin", 3000))
+        manager.download(uri, tmp_path / "out")
+    assert len(translator.seen) >= 3  # HeadBucket, PutObject, GetObject
+    import botocore
+
+    for agent in translator.seen:
+        if given:
+            assert agent.startswith("their-tool/2.0 ") and agent.endswith(" team/ml"), agent
+        else:
+            assert agent.startswith("fsblob/") and f"Botocore/{botocore.__version__}" in agent

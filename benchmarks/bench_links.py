@@ -329,6 +329,8 @@ def main() -> int:
                 if link == links[0] and "download" in args.transfers:  # what the downloads fetch (the same servers after)
                     for store in stores:
                         _one(store, "upload", "fsblob", ends, data, extra)
+                        if store == "s3dir":  # the other clients fetch plain objects
+                            _one(store, "upload", "boto3_put_loop", ends, data, extra)
                 for store in stores:
                     for direction in args.transfers.split(","):
                         who = [w for w in CONTENDERS[(store, direction)]

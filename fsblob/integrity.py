@@ -402,6 +402,23 @@ def digest_file(path: str, part_size: int | None = None, threads: int = 4, *,
     return FileDigest(size, whole, tuple(parts))
 
 
+def hash_span(path: str, start: int, length: int) -> tuple[int, bytes]:
+    """The CRC32 and MD5 of ``length`` bytes of ``path`` from ``start`` (a part's,
+    just before it is sent)."""
+    crc, md5, left = 0, hashlib.md5(), length
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while left > 0:
+            data = os.pread(fd, min(MiB, left), start + length - left)
+            if not data:
+                raise RangeMismatch(f"{path} shrank while it was being uploaded")
+            crc, left = CRC32.update(data, crc), left - len(data)
+            md5.update(data)
+    finally:
+        os.close(fd)
+    return crc, md5.digest()
+
+
 def composite_crc32(digest: FileDigest) -> int:
     """S3's COMPOSITE CRC32 of a multipart object: the CRC32 of the parts' CRC32s."""
     return CRC32.update(b"".join(crc.to_bytes(4, "big") for crc, _, _ in digest.parts), 0)

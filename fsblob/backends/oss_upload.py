@@ -30,7 +30,7 @@ from fsspec.callbacks import Callback
 
 from fsblob import integrity, stall
 from fsblob.chunks import RangeMismatch, TransferSettings, run
-from fsblob.errors import StoreError
+from fsblob.errors import BlobIntegrityError, StoreError
 
 T = TypeVar("T")
 #: fsblob's CRC32 in the object's user metadata.
@@ -64,7 +64,10 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
     while -(-size // part_size) > MAX_PARTS:
         part_size *= 2
     single = (not settings.splits(size) or size <= part_size) and size <= SINGLE_PUT_LIMIT
-    digest = integrity.digest_file(lpath, None if single else part_size, settings.max_concurrency)
+    # fsblob's CRC32 goes in the object's metadata: one read of the file first (with a
+    # single PUT's MD5); a part's MD5 is taken just before it is sent (see part).
+    digest = integrity.digest_file(lpath, None if single else part_size, settings.max_concurrency,
+                                   md5=single)
     headers = {META_HEADER: integrity.encode_crc(digest.crc32)}
     checked: list[str] = []
 
@@ -100,7 +103,12 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
 
         def part(number: int) -> Callable[[Callback], Any]:
             def send(share: Callback) -> Any:
-                _, md5, length = digest.parts[number - 1]
+                crc_before, _, length = digest.parts[number - 1]
+                crc, md5 = integrity.hash_span(lpath, (number - 1) * part_size, length)
+                if crc != crc_before:
+                    raise BlobIntegrityError(
+                        f"{where}: {lpath} changed while it was being uploaded (part {number}'s "
+                        f"CRC32 is {crc:08x}, {crc_before:08x} when the file was hashed)")
                 with open(lpath, "rb") as f:
                     f.seek((number - 1) * part_size)
                     answer = call(f"UploadPart {number}", where, lambda: bucket.upload_part(

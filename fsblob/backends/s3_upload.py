@@ -39,7 +39,6 @@ import logging
 import math
 import mimetypes
 import os
-import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -494,7 +493,7 @@ def _single(fs: Any, s3: Any, p: _Plan) -> Callable[[Callback], dict[str, Any]]:
 def _part(fs: Any, s3: Any, p: _Plan, number: int, start: int,
           length: int) -> Callable[[Callback], dict[str, Any]]:
     def send(share: Callback) -> dict[str, Any]:
-        crc, md5 = _hash_span(p.lpath, start, length)
+        crc, md5 = integrity.hash_span(p.lpath, start, length)
         with FileWindow(p.lpath, start, length, share) as body:
             answer = _sent(body, lambda: watch.run(
                 fs, call, f"UploadPart {number}", p.where, s3.upload_part(
@@ -522,22 +521,6 @@ def _sent(body: FileWindow, request: Callable[[], T]) -> T:
     if body.error is not None:
         raise body.error
     return answer
-
-
-def _hash_span(path: str, start: int, length: int) -> tuple[int, bytes]:
-    """The CRC32 and MD5 of ``length`` bytes of ``path`` from ``start``."""
-    crc, md5, left = 0, hashlib.md5(), length
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        while left > 0:
-            data = os.pread(fd, min(MiB, left), start + length - left)
-            if not data:
-                raise RangeMismatch(f"{path} shrank while it was being uploaded")
-            crc, left = zlib.crc32(data, crc), left - len(data)
-            md5.update(data)
-    finally:
-        os.close(fd)
-    return crc, md5.digest()
 
 
 def _complete(fs: Any, s3: Any, p: _Plan) -> Callable[[Callback], None]:

@@ -374,8 +374,9 @@ def fetch(read: Reader, lpath: str, ranges: list[tuple[int, int]], hasher: Calla
     past; return the hashers, in order."""
     callback.set_size(sum(end - start for start, end in ranges))
     # No O_TRUNC (the engine made the file, empty): on ext4 a file truncated and
-    # then rewritten is flushed to disk at close.
-    fd = os.open(lpath, os.O_WRONLY | os.O_CREAT, 0o600)
+    # then rewritten is flushed to disk at close. A new file gets what the umask
+    # leaves of 0o666, as cp gives one.
+    fd = os.open(lpath, os.O_WRONLY | os.O_CREAT, 0o666)
 
     def task(start: int, end: int) -> Callable[[Share], Any]:
         def read_one(share: Share) -> Any:

@@ -27,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -69,6 +71,10 @@ class LocalCopies:
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir
         self._swept: set[str] = set()
+        #: The key of each destination whose lock this process holds: computed once
+        #: per download (resolving the directory is most of a record's cost), and
+        #: the record then follows the lock even if a symlink changes meanwhile.
+        self._held: dict[Path, str] = {}
 
     def sweep_once(self, folder: Path) -> None:
         """:func:`sweep` ``folder`` the first time this process downloads there, so a
@@ -79,6 +85,9 @@ class LocalCopies:
             sweep(folder)
 
     def _key(self, dest: Path) -> str:
+        held = self._held.get(dest)
+        if held is not None:
+            return held
         # The directory resolved, the name kept: a symlink planted at dest itself
         # must not redirect the lock (it is replaced, never written through).
         resolved = Path(os.path.realpath(dest.parent)) / dest.name
@@ -88,14 +97,16 @@ class LocalCopies:
     def locked(self, dest: Path) -> Iterator[None]:
         """Hold the inter-process lock of ``dest`` for the duration of the block."""
         locks = self.cache_dir / "locks"
-        path = os.path.join(locks, f"{self._key(dest)}.lock")
+        key = self._key(dest)
+        path = os.path.join(locks, f"{key}.lock")
         if fcntl is None:  # pragma: no cover (Windows: filelock's msvcrt locking)
             with self._writable(locks):
                 locks.mkdir(parents=True, exist_ok=True)
                 lock = FileLock(path)
                 lock.acquire()
             try:
-                yield
+                with self._holding(dest, key):
+                    yield
             finally:
                 lock.release()
             return
@@ -103,13 +114,24 @@ class LocalCopies:
             fd = _flocked(path, locks)
         owner = os.getpid()
         try:
-            yield
+            with self._holding(dest, key):
+                yield
         finally:
             try:
                 if os.getpid() == owner:  # a forked child must not unlock its parent's lock
                     fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
+
+    @contextmanager
+    def _holding(self, dest: Path, key: str) -> Iterator[None]:
+        """Remember ``key`` for ``dest`` while its lock is held (flock excludes every
+        other holder of this destination, so one entry per destination suffices)."""
+        self._held[dest] = key
+        try:
+            yield
+        finally:
+            self._held.pop(dest, None)
 
     def is_fresh(self, dest: Path, version: str) -> bool:
         """Whether ``dest`` is an untouched copy of remote ``version``."""
@@ -141,12 +163,10 @@ class LocalCopies:
             except OSError:  # not a regular file (a symlink planted there): replace it
                 state.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=state.parent, suffix=".tmp")
-                with os.fdopen(fd, "w") as f:
-                    f.write(text)
+                _write_all(fd, text.encode())
                 os.replace(tmp, state)
                 return
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
+            _write_all(fd, text.encode())
 
     def recorded(self, dest: Path) -> dict[str, Any] | None:
         """What :meth:`record` last wrote for ``dest`` (version and copy), if anything."""
@@ -181,7 +201,17 @@ class LocalCopies:
             ) from None
 
     def _state(self, dest: Path) -> Path:
-        return self.cache_dir / "state" / f"{self._key(dest)}.json"
+        return Path(os.path.join(self.cache_dir, "state", self._key(dest) + ".json"))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to ``fd`` and close it."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _flocked(path: str, locks: Path) -> int:
@@ -217,11 +247,9 @@ def _snapshot(path: Path) -> Any:
         st = path.lstat()
     except OSError:
         return None
-    if path.is_symlink():
-        return None
-    if path.is_file():
+    if stat.S_ISREG(st.st_mode):
         return [st.st_size, st.st_mtime_ns, st.st_ino]
-    if not path.is_dir():
+    if not stat.S_ISDIR(st.st_mode):
         return None
     files = {}
     for dirpath, dirnames, filenames in os.walk(path):
@@ -297,12 +325,15 @@ def temp_sibling(dest: Path, *, directory: bool = False) -> Path:
         path = Path(tempfile.mkdtemp(prefix=prefix, suffix=PART_SUFFIX, dir=dest.parent))
         os.chmod(path, 0o777 & ~umask())
         return path
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=PART_SUFFIX, dir=dest.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~umask())
-    finally:
-        os.close(fd)
-    return Path(name)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):  # as mkstemp; the kernel applies the umask to 0o666, as for cp
+        name = os.path.join(dest.parent, f"{prefix}{secrets.token_hex(4)}{PART_SUFFIX}")
+        try:
+            os.close(os.open(name, flags, 0o666))
+        except FileExistsError:
+            continue
+        return Path(name)
+    raise FileExistsError(f"no unused temporary name next to {dest}")
 
 
 _UMASK_LOCK = threading.Lock()

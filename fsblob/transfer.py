@@ -307,7 +307,6 @@ class Transfer:
         if start is not None and len(ranges) > 1:
             start.close()  # its connection would sit idle while the ranges come
             start = dataclasses.replace(start, rest=None)  # a range may end where it did
-        tmp.touch()
         try:
             what = self._read_checked(path, tmp, meta, check, ranges, callback, start)
         except chunks.RangeMismatch as exc:  # the public type, from the public module

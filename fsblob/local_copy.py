@@ -71,6 +71,7 @@ class LocalCopies:
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir
         self._swept: set[str] = set()
+        self._states = cache_dir / "state"
         #: The key of each destination whose lock this process holds: computed once
         #: per download (resolving the directory is most of a record's cost), and
         #: the record then follows the lock even if a symlink changes meanwhile.
@@ -136,7 +137,7 @@ class LocalCopies:
     def is_fresh(self, dest: Path, version: str) -> bool:
         """Whether ``dest`` is an untouched copy of remote ``version``."""
         try:
-            record = json.loads((self._state(dest)).read_text())
+            record = json.loads(_read(self._state(dest)))
         except (OSError, ValueError):
             return False
         return record.get("version") == version and record.get("copy") == _snapshot(dest)
@@ -152,17 +153,17 @@ class LocalCopies:
         filesystems, a temporary and a rename twice that): under the lock of
         ``dest``, and a record cut short by a crash is no JSON object, so it counts
         as none (one more fetch), like a record :meth:`forget` emptied."""
-        state = self._state(dest)
+        state, states = self._state(dest), self._states
         text = json.dumps({"dest": os.fsdecode(dest), "version": version, "copy": _snapshot(dest)})
-        with self._writable(state.parent):
+        with self._writable(states):
             try:
                 fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600)
             except FileNotFoundError:  # the first record of this cache directory
-                state.parent.mkdir(parents=True, exist_ok=True)
+                states.mkdir(parents=True, exist_ok=True)
                 fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600)
             except OSError:  # not a regular file (a symlink planted there): replace it
-                state.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=state.parent, suffix=".tmp")
+                states.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=states, suffix=".tmp")
                 _write_all(fd, text.encode())
                 os.replace(tmp, state)
                 return
@@ -171,7 +172,7 @@ class LocalCopies:
     def recorded(self, dest: Path) -> dict[str, Any] | None:
         """What :meth:`record` last wrote for ``dest`` (version and copy), if anything."""
         try:
-            record = json.loads(self._state(dest).read_text())
+            record = json.loads(_read(self._state(dest)))
         except (OSError, ValueError):
             return None
         return record if isinstance(record, dict) else None
@@ -180,13 +181,13 @@ class LocalCopies:
         """Drop the record of ``dest`` (before it is replaced): emptied in place, which
         reads as no record and spares :meth:`record` creating the file again."""
         state = self._state(dest)
-        with self._writable(self.cache_dir / "state"):
+        with self._writable(self._states):
             try:
                 os.close(os.open(state, os.O_WRONLY | os.O_TRUNC | _NOFOLLOW))
             except FileNotFoundError:
                 pass
             except OSError:  # not a regular file: remove it
-                state.unlink(missing_ok=True)
+                Path(state).unlink(missing_ok=True)
 
     @contextmanager
     def _writable(self, directory: Path) -> Iterator[None]:
@@ -200,8 +201,13 @@ class LocalCopies:
                 "cache_directory (or $FSBLOB_CACHE_DIR) to a directory this user can write"
             ) from None
 
-    def _state(self, dest: Path) -> Path:
-        return Path(os.path.join(self.cache_dir, "state", self._key(dest) + ".json"))
+    def _state(self, dest: Path) -> str:
+        return os.path.join(self._states, self._key(dest) + ".json")
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def _write_all(fd: int, data: bytes) -> None:

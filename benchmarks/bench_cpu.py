@@ -213,7 +213,7 @@ def main() -> int:
         for w, cpu, mine, wall in rows:
             n = requests[(what, w)]
             per = f"{cpu / n:.2f}" if n else "-"
-            print(f"| {what} | {w} | {cpu:.2f} | {mine:.2f} | {wall:.0f} | {n:.1f} | {per} | "
+            print(f"| {what} | {w} | {cpu:.2f} | {mine:.2f} | {wall:.1f} | {n:.1f} | {per} | "
                   f"{cpu / best:.2f}x |")
     sys.stdout.flush()
     os._exit(0)  # obstore's runtime can abort at interpreter exit

@@ -169,8 +169,12 @@ class Shaper:
             try:
                 while data := await reader.read(CHUNK):
                     await line.put((time.monotonic() + self.delay, data))
-            finally:
-                await line.put((0.0, b""))
+            except (ConnectionError, OSError):
+                pass  # the sender's side went away: this direction ends here
+            # Not in a finally: cancelled (the other side closed, or the shaper
+            # stops), nobody takes from the line any more, and a put into a full
+            # line would wait forever.
+            await line.put((0.0, b""))
 
         receiving = asyncio.ensure_future(receive())
         free_at = 0.0  # when the link has sent everything written so far

@@ -24,8 +24,10 @@ class Upload:
 class Rest(Protocol):
     """The bytes of an answer after those a :class:`Start` kept."""
 
-    def read(self, feed: Callable[[bytes], None]) -> None:
-        """Send them to ``feed``, in pieces, to the object's end (once)."""
+    def read(self, feed: Callable[[bytes], None], limit: int | None = None) -> None:
+        """Send them to ``feed``, in pieces, to the object's end, or only the next
+        ``limit`` bytes (the rest of the answer, and its connection, are then let
+        go); once."""
 
     def close(self) -> None:
         """Let go of them (and of the connection), if they were not read."""
@@ -39,7 +41,8 @@ class Start:
         meta: its :class:`~fsblob.integrity.Meta`; ``None``: it still has the ETag
             the GET named in ``If-None-Match`` (a 304).
         data: its first bytes: the whole object when ``meta.size`` is no larger
-            than the GET asked for.
+            than the GET asked for and they came in time (else ``rest`` holds the
+            remainder).
         rate: bytes per second at which ``data`` arrived (from the answer's
             headers on); ``None`` when not measured.
         rest: the rest of the same answer, when the backend left it open: read
@@ -122,9 +125,10 @@ class Store:
             :class:`~fsblob.chunks.ObjectChanged` if that version is gone (If-Match).
             Without it: fsspec's ranged ``cat_file``, pinned by re-reading the stat.
         read_start: one request that both stats and reads, ``(fs, path, limit,
-            unless_etag) ->`` :class:`Start`: a GET of the object whose answer gives
-            its Meta and first ``limit`` bytes (the rest may be left in the answer:
-            :attr:`Start.rest`), or ``Start(None)`` if its ETag is still
+            unless_etag, within) ->`` :class:`Start`: a GET of the object whose answer
+            gives its Meta and first ``limit`` bytes, or fewer once ``within`` seconds
+            (``None``: no limit) have passed since its headers (the rest may be left
+            in the answer: :attr:`Start.rest`), or ``Start(None)`` if its ETag is still
             ``unless_etag`` (``If-None-Match``); ``FileNotFoundError`` when there is
             no object (a directory, or nothing: the engine then asks ``meta``).
             Downloads use it so that a file costs one request.
@@ -165,7 +169,7 @@ class Store:
     abort_upload: Callable[[Any, Upload], None] | None = None
     meta: Callable[[Any, str], Any] | None = None
     read_range: Callable[[Any, str, Any, int, int, Callable[[bytes], None]], None] | None = None
-    read_start: Callable[[Any, str, int, str], Start] | None = None
+    read_start: Callable[[Any, str, int, str, float | None], Start] | None = None
     upload: Callable[[Any, str, str, Any, Any], None] | None = None
     upload_files: Callable[[Any, Any, Any, Any], dict[str, str]] | None = None
     ranged_reads: bool = True

@@ -9,7 +9,6 @@ for the artifact. Names and tree versions are :mod:`fsblob.trees`' business.
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import logging
@@ -135,7 +134,7 @@ class Transfer:
         stats at once, one GET whose bytes are checked (fsblob's bookkeeping, a
         manifest, is checked like any download)."""
         if self.store.read_start is not None:
-            start = self.store.read_start(self.fs, path, FIRST_READ, "")
+            start = self.store.read_start(self.fs, path, FIRST_READ, "", None)
             pieces = [start.data]
             try:
                 if start.rest is not None:
@@ -280,7 +279,8 @@ class Transfer:
         if self.store.read_start is None:
             return None
         try:
-            return self.store.read_start(self.fs, path, FIRST_READ, unless_etag)
+            return self.store.read_start(self.fs, path, FIRST_READ, unless_etag,
+                                         self.settings.first_read_within(FIRST_READ))
         except FileNotFoundError:
             return None
 
@@ -291,7 +291,8 @@ class Transfer:
         one stream (the caller runs many files at once). ``start``: its first bytes,
         already read; the rest comes from the same answer where it is left open and
         one stream is best (a link fast enough gets one stream:
-        :meth:`TransferSettings.streams`), else in ranges after them."""
+        :meth:`TransferSettings.streams`), else in ranges after them, the first of
+        which reads that answer on (see :func:`_after`)."""
         uri = self.store.uri(path)
         size = meta.size or 0
         part = self.settings.part_size(size)
@@ -304,9 +305,6 @@ class Transfer:
                          uri, (rate or 0) / 2**20)
             else:
                 ranges = self._ranges(meta, check)
-        if start is not None and len(ranges) > 1:
-            start.close()  # its connection would sit idle while the ranges come
-            start = dataclasses.replace(start, rest=None)  # a range may end where it did
         try:
             what = self._read_checked(path, tmp, meta, check, ranges, callback, start)
         except chunks.RangeMismatch as exc:  # the public type, from the public module
@@ -520,16 +518,18 @@ class _Bytes(Callback):
 
 
 def _after(first: Start, read: chunks.Reader, size: int) -> chunks.Reader:
-    """A reader that takes the bytes ``first`` kept from it, the rest (once, when
-    asked for all of it) from ``first.rest``, and anything else from ``read``."""
+    """A reader that takes the bytes ``first`` kept from it; the range that goes on
+    from them from ``first.rest`` (once: the same answer read on, on its warm
+    connection, then let go where the range ends before the object does); and
+    anything else from ``read``."""
     head, rest = first.data, [first.rest] if first.rest is not None else []
 
     def read_rest(start: int, end: int, feed: Callable[[bytes], None]) -> None:
         if start < len(head):
             feed(head[start:min(end, len(head))])
         if end > len(head):
-            if rest and start <= len(head) and end == size:
-                rest.pop().read(feed)
+            if rest and start <= len(head):
+                rest.pop().read(feed, None if end == size else end - len(head))
             else:  # a range, or the rest again after a failure: a request of its own
                 read(max(start, len(head)), end, feed)
 

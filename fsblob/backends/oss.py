@@ -111,9 +111,16 @@ def _meta_of(headers: Mapping[str, str], size: int | None) -> integrity.Meta:
                           **fields)
 
 
-def read_start(fs: Any, path: str, limit: int, unless_etag: str) -> Start:
+#: urllib3 reads what it is asked for before it returns: the first bytes come in
+#: pieces this small, so that a time limit on them is kept within a piece's time.
+FIRST_PIECE = 64 * 1024
+
+
+def read_start(fs: Any, path: str, limit: int, unless_etag: str,
+               within: float | None = None) -> Start:
     """One ``GetObject`` of the whole object, whose answer tells what :func:`meta`
-    tells; its first ``limit`` bytes are read, the rest is left in the answer for
+    tells; its first ``limit`` bytes are read (fewer once ``within`` seconds have
+    passed since the headers), the rest is left in the answer for
     :attr:`Start.rest`, bounded by the same request's meter wherever it is read.
     ``If-None-Match`` ``unless_etag``: a 304 is ``Start(None)``. Raises
     ``FileNotFoundError`` for no object (or a prefix)."""
@@ -135,11 +142,19 @@ def read_start(fs: Any, path: str, limit: int, unless_etag: str) -> Start:
         length = answer.content_length  # none for a body sent in chunks
         want = limit if length is None else min(limit, length)
         pieces, got, began = [], 0, time.monotonic()  # the body's rate: how fast this link is
-        while got < want and (piece := _read(answer, min(PIECE, want - got))):
+        ended = False
+        step = PIECE if within is None else FIRST_PIECE  # a read here waits for all it asks
+        while got < want:
+            piece = _read(answer, min(step, want - got))
+            if not piece:
+                ended = True
+                break
             pieces.append(piece)
             got += len(piece)
+            if within is not None and time.monotonic() - began > within:
+                break  # slower than the caller asked to know about: the rest stays
         seconds, data = time.monotonic() - began, b"".join(pieces)
-        if length is None and got < limit:  # the body ended first: that was all of it
+        if length is None and ended:  # the body ended first: that was all of it
             length = got
         if length is None:  # the size from a HEAD, of the same version
             found = meta(fs, path)
@@ -148,7 +163,7 @@ def read_start(fs: Any, path: str, limit: int, unless_etag: str) -> Start:
         else:
             found = _meta_of(answer.headers, length)
         size = found.size or 0
-        if got != min(size, limit):
+        if got > min(size, limit) or (got < min(size, limit) and ended):
             raise RangeMismatch(f"{where}: received {got} bytes of the first {min(size, limit)}")
         if got >= size:
             body.close()
@@ -167,13 +182,19 @@ class _Rest:
     def __init__(self, answer: Any, request: timeouts.Carried | None) -> None:
         self._answer, self._request = answer, request
 
-    def read(self, feed: Callable[[bytes], None]) -> None:
+    def read(self, feed: Callable[[bytes], None], limit: int | None = None) -> None:
         answer, self._answer = self._answer, None
         if answer is None:
             raise RuntimeError("the rest of this answer was already read or let go")
+        left = limit
         with answer, timeouts.reading(self._request):  # cut when it stops, as its request
-            while piece := _read(answer, PIECE):
+            while left is None or left > 0:
+                piece = _read(answer, PIECE if left is None else min(PIECE, left))
+                if not piece:
+                    break
                 feed(piece)
+                if left is not None:
+                    left -= len(piece)
 
     def close(self) -> None:
         answer, self._answer = self._answer, None

@@ -179,9 +179,11 @@ def meta(fs: Any, path: str) -> integrity.Meta:
     return _meta_of(fs, path, head, head["ContentLength"])
 
 
-def read_start(fs: Any, path: str, limit: int, unless_etag: str) -> Start:
+def read_start(fs: Any, path: str, limit: int, unless_etag: str,
+               within: float | None = None) -> Start:
     """One ``GetObject`` of the whole object, whose answer tells what :func:`meta`
-    tells; its first ``limit`` bytes are read, the rest is left in the answer for
+    tells; its first ``limit`` bytes are read (fewer once ``within`` seconds have
+    passed since the headers), the rest is left in the answer for
     :class:`Start.rest` (or let go: see :class:`_Rest`). ``If-None-Match``
     ``unless_etag``: a 304 is ``Start(None)``. Raises ``FileNotFoundError`` for no
     object (or a prefix)."""
@@ -191,7 +193,7 @@ def read_start(fs: Any, path: str, limit: int, unless_etag: str) -> Start:
     pin = {"VersionId": version} if version else {}
     if unless_etag:
         pin["IfNoneMatch"] = f'"{unless_etag}"'
-    answer, data, seconds, body = watch.run(fs, _get_start, fs, bucket, key, limit, pin)
+    answer, data, seconds, body = watch.run(fs, _get_start, fs, bucket, key, limit, pin, within)
     if answer is None:
         return Start(None)
     rest = _Rest(fs, body) if body is not None else None
@@ -203,7 +205,7 @@ def read_start(fs: Any, path: str, limit: int, unless_etag: str) -> Start:
         else:
             found = _meta_of(fs, path, answer, int(answer["ContentLength"]))
         size = found.size or 0
-        if len(data) != min(size, limit):
+        if len(data) > min(size, limit) or (len(data) < min(size, limit) and rest is None):
             raise RangeMismatch(f"s3://{bucket}/{key}: received {len(data)} bytes of the first "
                                 f"{min(size, limit)}")
         rate = len(data) / seconds if size > len(data) and seconds > 0 else None
@@ -221,11 +223,11 @@ class _Rest:
     def __init__(self, fs: Any, body: Any) -> None:
         self._fs, self._body = fs, body
 
-    def read(self, feed: Callable[[bytes], None]) -> None:
+    def read(self, feed: Callable[[bytes], None], limit: int | None = None) -> None:
         body, self._body = self._body, None
         if body is None:
             raise RuntimeError("the rest of this answer was already read or let go")
-        watch.run(self._fs, _read_body, body, feed)  # cut when it stops
+        watch.run(self._fs, _read_body, body, feed, limit)  # cut when it stops
 
     def close(self) -> None:
         body, self._body = self._body, None
@@ -235,12 +237,20 @@ class _Rest:
             sync(self._fs.loop, _close_body, body)  # aiohttp's, in its own loop
 
 
-async def _read_body(body: Any, feed: Callable[[bytes], None]) -> None:
+async def _read_body(body: Any, feed: Callable[[bytes], None], limit: int | None = None) -> None:
+    """Feed ``body`` to its end, or its next ``limit`` bytes; then close it (an answer
+    not read to its end drops its connection)."""
     from botocore.exceptions import FlexibleChecksumError
 
+    left = limit
     try:
-        while piece := await body.read(PIECE):
+        while left is None or left > 0:
+            piece = await body.read(PIECE if left is None else min(PIECE, left))
+            if not piece:
+                break
             feed(piece)
+            if left is not None:
+                left -= len(piece)
     except FlexibleChecksumError as exc:  # botocore checks a whole answer's CRC too
         raise RangeMismatch(f"GetObject: {exc}") from None
     finally:
@@ -251,10 +261,12 @@ async def _close_body(body: Any) -> None:
     body.close()
 
 
-async def _get_start(fs: Any, bucket: str, key: str, limit: int, pin: dict[str, str]
+async def _get_start(fs: Any, bucket: str, key: str, limit: int, pin: dict[str, str],
+                     within: float | None = None
                      ) -> tuple[dict[str, Any] | None, bytes, float, Any]:
-    """The answer, its first ``limit`` bytes, the seconds they took from the headers
-    on, and the body when more is left in it (else ``None``: closed)."""
+    """The answer, its first ``limit`` bytes (fewer once ``within`` seconds have
+    passed), the seconds they took from the headers on, and the body when more is
+    left in it (else ``None``: closed)."""
     from botocore.exceptions import ClientError
 
     where = f"s3://{bucket}/{key}"
@@ -270,14 +282,21 @@ async def _get_start(fs: Any, bucket: str, key: str, limit: int, pin: dict[str, 
     began = time.monotonic()  # the body's rate tells how fast this link is
     length = answer.get("ContentLength")  # none for a body sent in chunks
     want = limit if length is None else min(limit, int(length))
+    ended = False
     try:
-        while got < want and (piece := await body.read(min(PIECE, want - got))):
+        while got < want:
+            piece = await body.read(min(PIECE, want - got))
+            if not piece:
+                ended = True
+                break
             pieces.append(piece)
             got += len(piece)
+            if within is not None and time.monotonic() - began > within:
+                break  # slower than the caller asked to know about: the rest stays
     except BaseException:
         body.close()
         raise
-    if length is None and got < limit:  # the body ended first: that was all of it
+    if length is None and ended:  # the body ended first: that was all of it
         answer["ContentLength"] = length = got
     if length is not None and got >= int(length):
         body.close()

@@ -141,7 +141,7 @@ def test_the_first_read_stops_once_the_link_is_known_too_slow(
     from benchmarks.shaper import Shaper
 
     data = os.urandom(3 * FIRST_READ)
-    manager, uri = _stored(store_case, tmp_path, data)
+    _, uri = _stored(store_case, tmp_path, data)
     key = "endpoint_url" if "endpoint_url" in store_case.config else "endpoint"
     with Shaper(urlsplit(store_case.config[key]).netloc, rate=2 * 2**20, delay=0.005) as shaper:
         slow = store_case.make(**{key: shaper.url})

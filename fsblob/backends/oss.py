@@ -111,11 +111,6 @@ def _meta_of(headers: Mapping[str, str], size: int | None) -> integrity.Meta:
                           **fields)
 
 
-#: urllib3 reads what it is asked for before it returns: the first bytes come in
-#: pieces this small, so that a time limit on them is kept within a piece's time.
-FIRST_PIECE = 64 * 1024
-
-
 def read_start(fs: Any, path: str, limit: int, unless_etag: str,
                within: float | None = None) -> Start:
     """One ``GetObject`` of the whole object, whose answer tells what :func:`meta`
@@ -143,9 +138,8 @@ def read_start(fs: Any, path: str, limit: int, unless_etag: str,
         want = limit if length is None else min(limit, length)
         pieces, got, began = [], 0, time.monotonic()  # the body's rate: how fast this link is
         ended = False
-        step = PIECE if within is None else FIRST_PIECE  # a read here waits for all it asks
-        while got < want:
-            piece = _read(answer, min(step, want - got))
+        while got < want:  # timed: what has arrived (a read of n waits for all n)
+            piece = _read(answer, min(PIECE, want - got), arrived=within is not None)
             if not piece:
                 ended = True
                 break
@@ -226,12 +220,18 @@ def read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end: int,
             window(piece)
 
 
-def _read(answer: Any, size: int) -> bytes:
-    """Up to ``size`` bytes of an oss2 answer's body, from its urllib3 response.
-    (oss2's own ``read(n)`` starts a new ``iter_content`` generator for every call,
-    and on a body sent in chunks the generator left behind drops the connection:
-    the next read finds the body cut short. fsblob checks the bytes itself.)"""
-    return bytes(answer.resp.response.raw.read(size, decode_content=True))
+def _read(answer: Any, size: int, *, arrived: bool = False) -> bytes:
+    """Up to ``size`` bytes of an oss2 answer's body, from its urllib3 response:
+    all ``size`` unless the body ends first, or (``arrived``) those that have come,
+    at least one (a read of its own on the socket: on a slow link it returns soon,
+    on a fast one with as much as has come, so a timed read counts time, not
+    calls). (oss2's own ``read(n)`` starts a new ``iter_content`` generator for
+    every call, and on a body sent in chunks the generator left behind drops the
+    connection: the next read finds the body cut short. fsblob checks the bytes
+    itself.)"""
+    raw = answer.resp.response.raw
+    return bytes(raw.read1(size, decode_content=True) if arrived
+                 else raw.read(size, decode_content=True))
 
 
 def _prepare(fs: Any, *, bucket: str) -> None:

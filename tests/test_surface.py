@@ -155,9 +155,12 @@ def test_bad_retry_settings_are_refused(key: str, value: Any) -> None:
 @pytest.mark.parametrize("module, config, extra", [
     ("s3fs", "{'bucket_name': 'b'}", "s3"),
     ("ossfs", "{'bucket': 'bkt', 'endpoint': 'http://127.0.0.1:1'}", "oss"),
+    # a package the backend's own modules import (a fresh venv without the extra has none)
+    ("requests", "{'bucket': 'bkt', 'endpoint': 'http://127.0.0.1:1'}", "oss"),
+    ("requests", "{'hdfs_url': 'http://127.0.0.1:1', 'hdfs_user': 'u'}", "hdfs"),
 ])
 def test_missing_extra_is_reported_when_the_manager_is_built(module: str, config: str, extra: str) -> None:
-    manager = {"s3": "S3BlobManager", "oss": "OssBlobManager"}[extra]
+    manager = {"s3": "S3BlobManager", "oss": "OssBlobManager", "hdfs": "HDFSBlobManager"}[extra]
     code = textwrap.dedent(f"""
         import sys
         sys.modules[{module!r}] = None  # as if the package were not installed

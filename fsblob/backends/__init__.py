@@ -50,7 +50,14 @@ def get_backend(name: str) -> Backend:
         return _registered[name]
     if name in _BUILTIN:
         module, _, attr = _BUILTIN[name].partition(":")
-        return getattr(importlib.import_module(module), attr)
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:  # a package its extra brings (requests for oss, hdfs)
+            if not exc.name or exc.name.partition(".")[0] == "fsblob":
+                raise
+            raise BlobConfigError(
+                f"{name}: the {name!r} backend needs the package {exc.name!r}, which is not "
+                f"installed; pip install 'fsblob[{name}]'") from None
     found = entry_points(group=ENTRY_POINT_GROUP, name=name)
     for entry_point in found:
         return entry_point.load()

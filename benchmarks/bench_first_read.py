@@ -56,8 +56,7 @@ def main() -> int:
         Upstream(moto.url).call("PUT", f"/{BUCKET}")
         source = Path(tmp) / "big.bin"
         with open(source, "wb") as f:
-            for _ in range(args.size):
-                f.write(os.urandom(MiB))
+            f.writelines(os.urandom(MiB) for _ in range(args.size))
         managers = {
             "s3": (S3BlobManager({"bucket_name": BUCKET, "endpoint_url": moto.url,
                                   "root_directory": "bench"}), s3.read_start),

@@ -88,7 +88,7 @@ class Store:
             ``put_file(fs, lpath, rpath, callback)``, where the client's own is slow
             or memory-hungry; with ``upload``, the bytes alone, for files whose
             checksum travels elsewhere (a tree's manifest) where storing it costs a
-            request of its own (a WebHDFS xattr).
+            request of its own (a WebHDFS xattr). Returns what ``upload`` returns.
         get_file: a replacement for the filesystem's ``get_file``, called as
             ``get_file(fs, rpath, lpath, callback)``, where the client's own read
             path is unsafe.
@@ -133,8 +133,12 @@ class Store:
             no object (a directory, or nothing: the engine then asks ``meta``).
             Downloads use it so that a file costs one request.
         upload: the backend's byte path for uploads, ``(fs, lpath, rpath, callback,
-            settings)``: writes the file with fsblob's checksum in the store's
-            metadata and verifies what the store holds before returning.
+            settings) -> crc32 | None``: writes the file with fsblob's checksum in the
+            store's metadata and verifies what the store holds before returning;
+            returns the CRC32 of the bytes it stored, where it took it from those
+            very bytes (as they were sent, or checked against them by the store):
+            a tree's upload compares it with its manifest (``None``: the caller
+            reads the file again to know it did not change).
         upload_files: the backend's batch byte path for a tree's files, ``(fs,
             [(lpath, rpath, entry)], callback, settings) -> {rpath: etag}``, whose
             size, MD5 and CRC32 (``entry``) the caller knows and keeps in a manifest:
@@ -157,7 +161,7 @@ class Store:
     md5_etag: bool = False
     requirements: str = ""
     engine_options: Mapping[str, Any] = field(default_factory=dict)
-    put_file: Callable[[Any, str, str, Any], None] | None = None
+    put_file: Callable[[Any, str, str, Any], int | None] | None = None
     get_file: Callable[[Any, str, str, Any], None] | None = None
     etag: Callable[[Any, str], str] | None = None
     replace: Callable[[Any, str, str], None] | None = None
@@ -170,7 +174,7 @@ class Store:
     meta: Callable[[Any, str], Any] | None = None
     read_range: Callable[[Any, str, Any, int, int, Callable[[bytes], None]], None] | None = None
     read_start: Callable[[Any, str, int, str, float | None], Start] | None = None
-    upload: Callable[[Any, str, str, Any, Any], None] | None = None
+    upload: Callable[[Any, str, str, Any, Any], int | None] | None = None
     upload_files: Callable[[Any, Any, Any, Any], dict[str, str]] | None = None
     ranged_reads: bool = True
     local_paths: bool = False

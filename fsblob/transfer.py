@@ -228,20 +228,23 @@ class Transfer:
                 if aside is not None:
                     self._discard(aside)
 
-    def _put(self, src: Path, rpath: str, callback: Callback, *, checksum: bool = True) -> None:
+    def _put(self, src: Path, rpath: str, callback: Callback, *,
+             checksum: bool = True) -> int | None:
         """Upload one file with the backend's byte path (which stores fsblob's
         checksum and verifies the upload), else the filesystem's ``put_file``.
         ``checksum=False``: the caller keeps the checksum (a tree's manifest), so a
-        backend whose ``put_file`` sends the bytes alone may skip storing it."""
+        backend whose ``put_file`` sends the bytes alone may skip storing it.
+        Returns the CRC32 of the bytes stored where the byte path took it from
+        them (:attr:`Store.upload`), else ``None``."""
         if self.store.upload is not None and (checksum or self.store.put_file is None):
             try:
-                self.store.upload(self.fs, str(src), rpath, callback, self.settings)
+                return self.store.upload(self.fs, str(src), rpath, callback, self.settings)
             except chunks.RangeMismatch as exc:  # the public type, from the public module
                 raise BlobIntegrityError(f"{self.backend}: {exc}") from None
-        elif self.store.put_file is not None:
-            self.store.put_file(self.fs, str(src), rpath, callback)
-        else:
-            self.fs.put_file(str(src), rpath, callback=callback)
+        if self.store.put_file is not None:
+            return self.store.put_file(self.fs, str(src), rpath, callback)
+        self.fs.put_file(str(src), rpath, callback=callback)
+        return None
 
     def _get_file(self, rpath: str, lpath: Path, callback: Callback,
                   size: int | None = None) -> bool:

@@ -7,8 +7,11 @@ pointer (see :mod:`fsblob.versions` for the layout):
    nothing reads yet. Files unchanged since the current version are copied from it
    server-side where the store can copy (S3, OSS); the rest are sent. A copy whose
    source has gone, or whose bytes the store's MD5 ETag says differ, is sent again.
-2. **Check.** One fresh listing of the version must show every file at its size
-   (and, for copies, its MD5 where the store's ETag is one).
+2. **Check.** Every file sent holds what the manifest says: the CRC32 its byte
+   path took from the bytes stored, or (sent by fsspec's ``put``) the file read
+   again; a file changed since the directory was read fails the upload. One fresh
+   listing of the version must show every file at its size (and, for copies, its
+   MD5 where the store's ETag is one).
 3. **Manifest**, written beside the version: from now on it is a version.
 4. **Pointer**, written at ``<root>/<name>`` in one atomic write. Only now does the
    name change, from one complete version to another.
@@ -40,9 +43,9 @@ from typing import Any
 
 from fsspec.callbacks import Callback
 
-from fsblob import local_copy, versions
+from fsblob import integrity, local_copy, versions
 from fsblob.chunks import RangeMismatch
-from fsblob.errors import BlobIntegrityError, InvalidPathError
+from fsblob.errors import BlobIntegrityError, BlobTransferError, InvalidPathError
 from fsblob.integrity import Meta
 from fsblob.retry import is_not_found
 from fsblob.store import Start
@@ -202,12 +205,14 @@ class Trees:
         many = self.store.upload_files
         batched = {rel for rel, f in files.items() if self.store.atomic_put and (
             f.entry.size <= BATCH_FILE_SIZE) and (many is None or f.entry.crc32 is None)}
+        crcs: dict[str, int | None] = {}  # of the bytes stored, where a byte path took it
         if batched:
             rels = sorted(batched)
             self.fs.put([str(files[rel].path) for rel in rels], [f"{vdir}/{rel}" for rel in rels],
                         callback=_Bytes(guarded, [files[rel].entry.size for rel in rels]))
         rest = {rel: f for rel, f in files.items() if rel not in batched}
         if not rest:
+            self._sent_as_scanned(files, crcs, vdir)
             return {}
         if many is not None and all(f.entry.crc32 is not None for f in rest.values()):
             # every file's parts and PUTs under one budget, checked against the
@@ -225,17 +230,48 @@ class Trees:
         with ThreadPoolExecutor(self.t.settings.max_concurrency,
                                 thread_name_prefix="fsblob-tree") as pool:
             put = functools.partial(self.t._put, checksum=False)  # the manifest has it
-            jobs = [pool.submit(contextvars.copy_context().run,  # the attempt's limits
-                                put, f.path, f"{vdir}/{rel}", _Within(guarded))
-                    for rel, f in rest.items()]
+            jobs = {rel: pool.submit(contextvars.copy_context().run,  # the attempt's limits
+                                     put, f.path, f"{vdir}/{rel}", _Within(guarded))
+                    for rel, f in rest.items()}
             try:
-                for job in jobs:
-                    job.result()
+                for rel, job in jobs.items():
+                    crcs[rel] = job.result()
             except BaseException:
-                for job in jobs:  # files not yet started are not sent
+                for job in jobs.values():  # files not yet started are not sent
                     job.cancel()
                 raise
+        self._sent_as_scanned(files, crcs, vdir)
         return {}
+
+    def _sent_as_scanned(self, files: Mapping[str, LocalFile], crcs: Mapping[str, int | None],
+                         vdir: str) -> None:
+        """Every file sent holds what its manifest entry says, or raise: a file
+        changed after the directory was read would make a version its readers
+        refuse. A CRC32 the byte path took from the bytes it stored (``crcs``) must
+        be the entry's; a file sent without one (fsspec's ``put``) is read again,
+        and must still have the entry's size and CRC32 (a change reverted before
+        that read goes unseen there)."""
+        again = sorted(rel for rel, f in files.items()
+                       if crcs.get(rel) is None and f.entry.crc32 is not None)
+        now: dict[str, tuple[int, int]] = {}
+        if again:
+            def read(rel: str) -> tuple[int, int]:
+                digest = integrity.digest_file(str(files[rel].path), md5=False)
+                return digest.size, digest.crc32
+
+            with ThreadPoolExecutor(min(self.t.settings.max_concurrency, len(again)),
+                                    thread_name_prefix="fsblob-recheck") as pool:
+                now = dict(zip(again, pool.map(read, again)))
+        for rel, f in sorted(files.items()):
+            crc = crcs.get(rel)
+            size, crc = (f.entry.size, crc) if crc is not None else now.get(rel, (None, None))
+            if crc is not None and (size, crc) != (f.entry.size, f.entry.crc32):
+                raise BlobTransferError(
+                    f"{self.t.backend}: {f.path} changed while it was being uploaded (CRC32 "
+                    f"{crc:08x} and {size} bytes sent or read after, {f.entry.crc32:08x} and "
+                    f"{f.entry.size} bytes when the directory was read); nothing was committed: "
+                    "the name still gives its previous version. Upload it again once nothing "
+                    "is writing to it")
 
     def _copy(self, copies: Mapping[str, str], vdir: str) -> None:
         """Server-side copies of unchanged files; a copy that fails (its source

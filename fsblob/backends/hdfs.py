@@ -146,11 +146,11 @@ def read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end: int,
             feed(piece)
 
 
-def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: Any) -> None:
+def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: Any) -> int:
     """One CREATE streamed from the file, its CRC32 computed as the bytes go out
     (no second read), then stored as the xattr ``user.fsblob.crc32`` of the new
-    file (a rename keeps it). A namenode with xattrs disabled stores none; its
-    downloads then check size and version only."""
+    file (a rename keeps it); return it. A namenode with xattrs disabled stores
+    none; its downloads then check size and version only."""
     crc = _webhdfs_put_file(fs, lpath, rpath, callback)
     params: dict[str, Any] = {"xattr.name": integrity.XATTR,
                               "xattr.value": f"0x{integrity.encode_crc(crc)}", "flag": "CREATE"}
@@ -162,6 +162,7 @@ def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: Any) -
             raise
         log.warning("%s: the namenode refused the xattr %s (%s): fsblob's checksum is "
                     "not stored", rpath, integrity.XATTR, type(exc).__name__)
+    return crc
 
 
 def _webhdfs_prepare(fs: Any) -> None:

@@ -83,9 +83,9 @@ def read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end: int,
             left -= len(piece)
 
 
-def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: Any) -> None:
+def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: Any) -> int:
     """Copy ``lpath`` to ``rpath`` (a fresh temporary), computing its CRC32 on the
-    way, and store it as the ``user.fsblob.crc32`` xattr of the copy."""
+    way, and store it as the ``user.fsblob.crc32`` xattr of the copy; return it."""
     size = os.path.getsize(lpath)
     callback.set_size(size)
     crc = done = 0
@@ -114,6 +114,7 @@ def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: Any) -
                      "stored (downloads check the size only)", rpath)
     finally:
         os.close(fd)
+    return crc
 
 
 #: What a Local root is: files of this host, one stream beats ranges.

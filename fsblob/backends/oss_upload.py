@@ -44,15 +44,17 @@ SINGLE_PUT_LIMIT = 5 * 2**30  # OSS's PutObject limit
 MIN_PART = 5 * 2**20
 
 
-def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: TransferSettings) -> None:
+def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: TransferSettings) -> int:
     """The backend's upload of one file (:attr:`fsblob.store.Store.upload`)."""
-    put_file(fs, lpath, rpath, callback, settings)
+    return put_file(fs, lpath, rpath, callback, settings)
 
 
 def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
-             settings: TransferSettings) -> None:
+             settings: TransferSettings) -> int:
     """Upload ``lpath`` to ``rpath`` on the ossfs filesystem ``fs``: one PutObject,
-    or from ``multipart_threshold`` on parallel parts; verified before it returns."""
+    or from ``multipart_threshold`` on parallel parts; verified before it returns.
+    Returns the CRC32 of the bytes stored (the store checked each body against
+    the MD5 taken with it: Content-MD5)."""
     import oss2
 
     bucket_name, key = fs.split_path(rpath)
@@ -96,7 +98,7 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
         if proven:  # the store's MD5 of what it stored is the file's: checked in one request
             fs.invalidate_cache(rpath)
             log.info("uploaded %s (%d bytes), checked: MD5 ETag", where, size)
-            return
+            return digest.crc32
     else:
         upload_id = call("InitiateMultipartUpload", where,
                          lambda: bucket.init_multipart_upload(key, headers=headers)).upload_id
@@ -141,7 +143,7 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
         if exc.http_status != 412:
             raise
         log.info("%s was replaced by another upload right after this one", where)
-        return
+        return digest.crc32
     if head.content_length != size:
         raise RangeMismatch(f"{where} holds {head.content_length} bytes after the upload; "
                             f"the file has {size}")
@@ -154,6 +156,7 @@ def put_file(fs: Any, lpath: str, rpath: str, callback: Callback,
     if head.headers.get("x-oss-hash-crc64ecma"):
         checked.append("CRC64 (by oss2)")
     log.info("uploaded %s (%d bytes), checked: %s", where, size, ", ".join(["size", *checked]))
+    return digest.crc32
 
 
 def _b64(digest: bytes) -> str:

@@ -295,6 +295,15 @@ class ObjectChanged(RangeMismatch):
     """The object was replaced while it was being read: the whole download is retried."""
 
 
+class FileChanged(BlobIntegrityError):
+    """A local file of a tree changed while the tree was being uploaded: the bytes
+    stored are not those its manifest describes. Not retried (another try would
+    send the same manifest with other bytes): nothing is committed, and the caller
+    uploads again once nothing is writing to the directory."""
+
+    transient = False
+
+
 class Share(Callback):
     """One task's progress inside a shared callback (thread-safe), which a failed
     try takes back before the task runs again."""

@@ -134,8 +134,9 @@ def is_transient(exc: BaseException) -> bool:
     if is_tls_failure(exc):
         return False
     for link in _chain(exc):
-        if getattr(link, "transient", False):
-            return True
+        declared = getattr(link, "transient", None)  # an fsblob error says which it is
+        if declared is not None:
+            return bool(declared)
         status = _http_status(link)
         if status is not None:
             return status in TRANSIENT_STATUS

@@ -43,9 +43,9 @@ from typing import Any
 
 from fsspec.callbacks import Callback
 
-from fsblob import integrity, local_copy, versions
-from fsblob.chunks import RangeMismatch
-from fsblob.errors import BlobIntegrityError, BlobTransferError, InvalidPathError
+from fsblob import local_copy, versions
+from fsblob.chunks import CRC32, PIECE, FileChanged, RangeMismatch
+from fsblob.errors import BlobIntegrityError, InvalidPathError
 from fsblob.integrity import Meta
 from fsblob.retry import is_not_found
 from fsblob.store import Start
@@ -199,6 +199,11 @@ class Trees:
                 f"{self.t.backend}: a file vanished while {vdir} was being written ({exc}: a "
                 "local file removed, or the new version removed by a gc with no grace "
                 "period); nothing was committed") from None
+        except FileChanged:
+            raise
+        except BlobIntegrityError as exc:  # damaged on the way (retried), or a local change?
+            self._sent_as_scanned(files, {}, cause=exc)
+            raise
 
     def _send_files(self, files: Mapping[str, LocalFile], vdir: str,
                     guarded: Callback) -> dict[str, str]:
@@ -212,7 +217,7 @@ class Trees:
                         callback=_Bytes(guarded, [files[rel].entry.size for rel in rels]))
         rest = {rel: f for rel, f in files.items() if rel not in batched}
         if not rest:
-            self._sent_as_scanned(files, crcs, vdir)
+            self._sent_as_scanned(files, crcs)
             return {}
         if many is not None and all(f.entry.crc32 is not None for f in rest.values()):
             # every file's parts and PUTs under one budget, checked against the
@@ -240,38 +245,35 @@ class Trees:
                 for job in jobs.values():  # files not yet started are not sent
                     job.cancel()
                 raise
-        self._sent_as_scanned(files, crcs, vdir)
+        self._sent_as_scanned(files, crcs)
         return {}
 
     def _sent_as_scanned(self, files: Mapping[str, LocalFile], crcs: Mapping[str, int | None],
-                         vdir: str) -> None:
-        """Every file sent holds what its manifest entry says, or raise: a file
-        changed after the directory was read would make a version its readers
-        refuse. A CRC32 the byte path took from the bytes it stored (``crcs``) must
-        be the entry's; a file sent without one (fsspec's ``put``) is read again,
-        and must still have the entry's size and CRC32 (a change reverted before
-        that read goes unseen there)."""
+                         *, cause: BaseException | None = None) -> None:
+        """Every file sent holds what its manifest entry says, or raise
+        :class:`FileChanged`: a file changed after the directory was read would make
+        a version its readers refuse. A CRC32 the byte path took from the bytes it
+        stored (``crcs``) must be the entry's; a file sent without one (fsspec's
+        ``put``), or every file after a failed check (``cause``: was it the file or
+        the way?), is read again and must still have the entry's size and CRC32 (a
+        change reverted before that read goes unseen there)."""
         again = sorted(rel for rel, f in files.items()
                        if crcs.get(rel) is None and f.entry.crc32 is not None)
         now: dict[str, tuple[int, int]] = {}
         if again:
-            def read(rel: str) -> tuple[int, int]:
-                digest = integrity.digest_file(str(files[rel].path), md5=False)
-                return digest.size, digest.crc32
-
             with ThreadPoolExecutor(min(self.t.settings.max_concurrency, len(again)),
                                     thread_name_prefix="fsblob-recheck") as pool:
-                now = dict(zip(again, pool.map(read, again)))
+                now = dict(zip(again, pool.map(lambda rel: _size_and_crc(files[rel].path), again)))
         for rel, f in sorted(files.items()):
             crc = crcs.get(rel)
             size, crc = (f.entry.size, crc) if crc is not None else now.get(rel, (None, None))
             if crc is not None and (size, crc) != (f.entry.size, f.entry.crc32):
-                raise BlobTransferError(
-                    f"{self.t.backend}: {f.path} changed while it was being uploaded (CRC32 "
-                    f"{crc:08x} and {size} bytes sent or read after, {f.entry.crc32:08x} and "
-                    f"{f.entry.size} bytes when the directory was read); nothing was committed: "
-                    "the name still gives its previous version. Upload it again once nothing "
-                    "is writing to it")
+                raise FileChanged(
+                    f"{self.t.backend}: {f.path} changed while it was being uploaded "
+                    f"({_state(size, crc)} sent or read after, {_state(f.entry.size, f.entry.crc32)} "
+                    "when the directory was read); nothing was committed: the name still "
+                    "gives its previous version. Upload it again once nothing is writing to it"
+                ) from cause
 
     def _copy(self, copies: Mapping[str, str], vdir: str) -> None:
         """Server-side copies of unchanged files; a copy that fails (its source
@@ -724,3 +726,19 @@ def _age(info: Mapping[str, Any], now: float) -> float:
         number = float(value)
         return number / 1000 if key == "modificationTime" else number
     return now
+
+
+def _size_and_crc(path: Path) -> tuple[int, int]:
+    """A local file's size and CRC32 now (-1, 0 if it is gone)."""
+    size = crc = 0
+    try:
+        with open(path, "rb", buffering=0) as f:
+            while data := f.read(4 * PIECE):
+                crc, size = CRC32.update(data, crc), size + len(data)
+    except FileNotFoundError:
+        return -1, 0
+    return size, crc
+
+
+def _state(size: int | None, crc: int | None) -> str:
+    return "gone" if size == -1 else f"{size} bytes, CRC32 {crc or 0:08x}"

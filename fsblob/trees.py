@@ -265,6 +265,8 @@ class Trees:
                                     thread_name_prefix="fsblob-recheck") as pool:
                 now = dict(zip(again, pool.map(lambda rel: _size_and_crc(files[rel].path), again)))
         for rel, f in sorted(files.items()):
+            if f.entry.crc32 is None:  # nothing to compare with
+                continue
             crc = crcs.get(rel)
             size, crc = (f.entry.size, crc) if crc is not None else now.get(rel, (None, None))
             if crc is not None and (size, crc) != (f.entry.size, f.entry.crc32):

@@ -173,8 +173,14 @@ class Trees:
                     f"{self.t.backend}: version {version} of {self.store.uri(dest)} is missing "
                     f"{len(still)} files after upload (e.g. {sorted(still)[0]}); nothing was "
                     "committed, the previous version stands")
-        self.t._write_bytes(versions.manifest_path(self.root, name, version), manifest.to_json())
+        manifest_path = versions.manifest_path(self.root, name, version)
+        self.t._write_bytes(manifest_path, manifest.to_json())
         self._write_pointer(dest, Pointer(version).to_bytes())
+        if not self.t._exists(manifest_path):  # see _gc_name: a gc removed it meanwhile
+            raise BlobIntegrityError(
+                f"{self.t.backend}: a gc removed version {version} of {self.store.uri(dest)} "
+                "while the name was being pointed at it (a gc with no grace period); "
+                "uploading it again as a new version")
         if previous.kind == "directory" and self.store.atomic_put:
             self.t._remove_tree(dest)  # the plain tree the name held (another tool's, or 0.x's)
         log.info("committed version %s of %s (%d files: %d sent, %d copied)", version,
@@ -618,10 +624,47 @@ class Trees:
             return []
         removed = []
         for v in doomed:  # the manifest first: no new reader starts on a half-removed version
-            self._rm_quietly([versions.manifest_path(self.root, name, v)])
+            manifest_path = versions.manifest_path(self.root, name, v)
+            saved = self._read_quietly(manifest_path)  # to put back (below)
+            self._rm_quietly([manifest_path])
+            # An upload that committed v may have pointed the name at it since the look
+            # above. Either that pointer is seen now (v is put back and kept), or it
+            # comes after the manifest went, and its upload, which looks for the manifest
+            # once its pointer is written, uploads again (upload_tree).
+            if self._pointer_names(name) in (v, None):
+                if saved is not None:
+                    self.t._write_bytes(manifest_path, saved)
+                log.warning("gc: %s was pointed at version %s while gc removed it; kept",
+                            self.store.uri(f"{self.root.rstrip('/')}/{name}"), v)
+                continue
             if self._rm_quietly([versions.version_dir(self.root, name, v)], recursive=True):
                 removed.append(self.store.uri(versions.version_dir(self.root, name, v)))
         return removed
+
+    def _read_quietly(self, path: str) -> bytes | None:
+        """An object's bytes; ``None`` if it is gone."""
+        try:
+            return self.t._cat(path)
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def _pointer_names(self, name: str) -> str | None:
+        """The version the name's pointer names, read afresh without its manifest
+        (which gc may just have removed); ``""``: no pointer; ``None``: unreadable."""
+        path = f"{self.root.rstrip('/')}/{name}"
+        self.fs.invalidate_cache(path)
+        try:
+            data = self._read_quietly(path)
+        except (IsADirectoryError, NotADirectoryError):  # a plain tree at the name
+            data = None
+        if not data or not Pointer.is_pointer(data):
+            return ""
+        try:
+            return Pointer.parse(data, self.store.uri(path)).version
+        except InvalidPathError:
+            return None
 
     def _pointed(self, name: str) -> str | None:
         """The version the name points to; ``""`` when it holds no tree; ``None``

@@ -90,7 +90,7 @@ def test_a_tree_upload_makes_no_head_per_file_and_hashes_no_file_twice(
         READS.under = None
     proxy = s3_case.server
     assert proxy.count("PUT", "partNumber=") == 8  # 4 files of 2 parts
-    assert proxy.count("HEAD", "/.fsblob/trees/") == 0, "a HEAD per file after its upload"
+    assert _heads_of_files(proxy) == [], "a HEAD per file after its upload"
     # the scan opens each large file once; sending opens each part's window, and the
     # part's hash (just before it is sent) once more: no whole-file pass besides the scan
     assert READS.count <= 4 * (1 + 2 * 2), READS.count
@@ -163,7 +163,7 @@ def test_files_no_larger_than_their_share_go_in_one_put_each(
     assert proxy.count("PUT", "partNumber=") == 0
     assert proxy.count("POST", "/.fsblob/trees/") == 0  # no multipart upload
     assert proxy.count("PUT", ".bin") == 4
-    assert proxy.count("HEAD", "/.fsblob/trees/") == 0
+    assert _heads_of_files(proxy) == []
     assert _files(Path(manager.download(uri, tmp_path / "out"))) == _files(src)
 
 
@@ -186,5 +186,12 @@ def test_small_files_are_checked_by_their_manifest_md5_and_a_damaged_one_resent(
     s3_case.server.corrupt_upload_next(1)
     uri = manager.upload(src)
     assert s3_case.server.count("PUT", ".txt") == 40 + 1
-    assert s3_case.server.count("HEAD", "/.fsblob/trees/") == 0
+    assert _heads_of_files(s3_case.server) == []
     assert _files(Path(manager.download(uri, tmp_path / "out"))) == _files(src)
+
+
+def _heads_of_files(proxy: Any) -> list[str]:
+    """HEADs of a version's files. (Its manifest is looked for once, after the
+    pointer is written: a gc that removed it meanwhile makes the upload go again.)"""
+    heads = [path.split("?")[0] for method, path in proxy.requests if method == "HEAD"]
+    return [p for p in heads if "/.fsblob/trees/" in p and not p.endswith(".json")]

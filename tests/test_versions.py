@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import fsspec
 import pytest
 from fsspec.callbacks import Callback
@@ -31,7 +32,7 @@ from fsblob import (
     versions,
 )
 from fsblob.retry import is_transient
-from tests.conftest import Case, Meter
+from tests.conftest import S3_BUCKET, Case, Meter
 from tests.test_contract import _leftovers
 from tests.workers import (
     churn,
@@ -403,6 +404,102 @@ def test_a_damaged_file_of_a_version_is_refused_and_healed(case: Case, tmp_path:
         manager.download("model", tmp_path / "broken")
     manager.upload(v1)
     assert _files(Path(manager.download("model", tmp_path / "out"))) == _files(v1)
+
+
+class _Once:
+    """A translator for the S3 test proxy: before the first request ``match(req,
+    body)`` picks is forwarded, ``act(body, upstream)`` runs against moto (what
+    another process would do at that very moment)."""
+
+    def __init__(self, match: Any, act: Any) -> None:
+        self.match, self.act, self.done = match, act, False
+
+    def on_request(self, req: Any, upstream: Any) -> None:
+        if self.done or req.method not in ("PUT", "POST", "DELETE"):
+            return
+        body = b"".join(req.body)
+        req.body = iter([body])
+        if self.match(req, body):
+            self.done = True
+            self.act(body, upstream)
+
+    def on_response(self, req: Any, resp: Any, upstream: Any) -> None:
+        """Answers pass as they are."""
+
+
+def _moto(moto_server: Any) -> Any:
+    return boto3.client("s3", endpoint_url=moto_server.url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def test_a_gc_that_removes_a_version_as_its_pointer_is_written_makes_the_upload_go_again(
+        s3_case: Case, moto_server: Any, tmp_path: Path) -> None:
+    """gc (no grace period) looked before the upload's pointer was written, and removed
+    the new version between that look and the pointer: before, the upload returned
+    that removed version and the name named it; now the upload sees its manifest gone
+    and goes again."""
+    manager = s3_case.make(retries=1)
+    manager.upload(_tree(tmp_path, "v1", V1))
+    v2 = _tree(tmp_path, "v2", V2)
+    base = f"/{S3_BUCKET}/{s3_case.config['root_directory']}"
+    moto, trees = _moto(moto_server), f"{s3_case.config['root_directory']}/.fsblob/trees/model"
+    removed: list[str] = []
+
+    def gc_removes_the_version(body: bytes, _: Any) -> None:
+        version = json.loads(body[len(versions.POINTER_MAGIC):])["version"]
+        removed.append(version)
+        for key in [f"{version}.json", *(f"{version}/{rel}" for rel in V2)]:
+            moto.delete_object(Bucket=S3_BUCKET, Key=f"{trees}/{key}")
+
+    proxy = s3_case.server
+    proxy.translator = _Once(lambda req, body: req.method == "PUT" and versions.POINTER_MAGIC
+                             in body and req.path.split("?")[0] == f"{base}/model",
+                             gc_removes_the_version)
+    try:
+        uri = manager.upload(v2)
+    finally:
+        proxy.translator = None
+    assert removed and not uri.endswith(removed[0]), (uri, removed)
+    assert _files(Path(manager.download("model", tmp_path / "out"))) == _files(v2)
+
+
+def test_a_gc_that_sees_the_name_pointed_at_a_version_it_removes_puts_it_back(
+        s3_case: Case, moto_server: Any, tmp_path: Path) -> None:
+    """An upload committed a version (its manifest written) and pointed the name at it
+    just as gc, which judged it superseded before the pointer came, removed its
+    manifest: before, gc went on to remove its files and the name named nothing;
+    now gc sees the pointer, puts the manifest back and keeps the version."""
+    manager = s3_case.make(retries=0)
+    manager.upload(_tree(tmp_path, "v1", V1))
+    proxy = s3_case.server
+    base = f"/{S3_BUCKET}/{s3_case.config['root_directory']}"
+    proxy.fail_next(1, when=lambda method, path: method == "PUT" and path == f"{base}/model")
+    v2 = _tree(tmp_path, "v2", V2)
+    with pytest.raises(BlobError):  # committed, not yet pointed: the pointer is to come
+        manager.upload(v2)
+    folder = f"{_root(manager)}/.fsblob/trees/model"
+    manager.fs.invalidate_cache()
+    made = sorted(p.rsplit("/", 1)[-1][:-5] for p in manager.fs.ls(folder, detail=False)
+                  if p.endswith(".json"))
+    assert len(made) == 2, made
+    new = made[-1]  # versions sort by time
+
+    moto = _moto(moto_server)
+
+    def the_upload_points_the_name(body: bytes, _: Any) -> None:
+        moto.put_object(Bucket=S3_BUCKET, Key=f"{s3_case.config['root_directory']}/model",
+                        Body=versions.Pointer(new).to_bytes())
+
+    hook = _Once(lambda req, body: f"{new}.json".encode() in body or (  # DeleteObjects
+        req.method == "DELETE" and req.path.split("?")[0].endswith(f"/{new}.json")),
+        the_upload_points_the_name)
+    proxy.translator = hook
+    try:
+        manager.gc(older_than=0, keep=0)
+    finally:
+        proxy.translator = None
+    assert hook.done
+    assert _files(Path(manager.download("model", tmp_path / "out"))) == _files(v2)
 
 
 def test_a_file_changed_while_its_tree_is_sent_commits_nothing(case: Case, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from fsspec.callbacks import Callback
 
 from fsblob import integrity, local_copy, paths, retry, stall
 from fsblob.backends import keys, timeouts
-from fsblob.chunks import CRC32
+from fsblob.chunks import CRC32, ObjectChanged
 from fsblob.errors import BlobConfigError, StoreError
 from fsblob.store import Store
 
@@ -140,10 +140,18 @@ def read_range(fs: Any, path: str, meta: integrity.Meta, start: int, end: int,
     and fsblob's CRC32 covers the bytes."""
     if end <= start and meta.size:
         return
-    with _webhdfs_call(fs, "get", "OPEN", path, stream=True, offset=str(start),
-                       length=str(end - start)) as response:
-        for piece in response.iter_content(CHUNK):
-            feed(piece)
+    try:
+        with _webhdfs_call(fs, "get", "OPEN", path, stream=True, offset=str(start),
+                           length=str(end - start)) as response:
+            for piece in response.iter_content(CHUNK):
+                feed(piece)
+        return
+    except StoreError as exc:
+        if exc.code != "EOFException":
+            raise
+        error = ObjectChanged(f"webhdfs {path} is shorter than {start + 1} bytes now, "
+                              f"{meta.size} when the download began: it changed meanwhile")
+    raise error  # outside the except: the whole download goes again, of one version
 
 
 def upload(fs: Any, lpath: str, rpath: str, callback: Callback, settings: Any) -> int:

@@ -21,7 +21,6 @@ from typing import Any
 
 import boto3
 import fsspec
-from fsspec.callbacks import Callback
 import pytest
 import requests
 

@@ -43,8 +43,8 @@ from typing import Any
 
 from fsspec.callbacks import Callback
 
-from fsblob import local_copy, versions
-from fsblob.chunks import CRC32, PIECE, FileChanged, RangeMismatch
+from fsblob import integrity, local_copy, versions
+from fsblob.chunks import FileChanged, RangeMismatch
 from fsblob.errors import BlobIntegrityError, InvalidPathError
 from fsblob.integrity import Meta
 from fsblob.retry import is_not_found
@@ -631,11 +631,13 @@ class Trees:
             # above. Either that pointer is seen now (v is put back and kept), or it
             # comes after the manifest went, and its upload, which looks for the manifest
             # once its pointer is written, uploads again (upload_tree).
-            if self._pointer_names(name) in (v, None):
+            named = self._pointer_names(name)
+            if named in (v, None):  # None: a pointer gone unreadable meanwhile; keep all
                 if saved is not None:
                     self.t._write_bytes(manifest_path, saved)
-                log.warning("gc: %s was pointed at version %s while gc removed it; kept",
-                            self.store.uri(f"{self.root.rstrip('/')}/{name}"), v)
+                log.warning("gc: %s %s while gc removed version %s; kept it",
+                            self.store.uri(f"{self.root.rstrip('/')}/{name}"),
+                            "was pointed at it" if named else "has an unreadable pointer", v)
                 continue
             if self._rm_quietly([versions.version_dir(self.root, name, v)], recursive=True):
                 removed.append(self.store.uri(versions.version_dir(self.root, name, v)))
@@ -774,16 +776,13 @@ def _age(info: Mapping[str, Any], now: float) -> float:
 
 
 def _size_and_crc(path: Path) -> tuple[int, int]:
-    """A local file's size and CRC32 now (-1, 0 if it is gone)."""
-    size = crc = 0
+    """A local file's size and CRC32 now ((-1, 0): gone, or shrinking as it is read)."""
     try:
-        with open(path, "rb", buffering=0) as f:
-            while data := f.read(4 * PIECE):
-                crc, size = CRC32.update(data, crc), size + len(data)
-    except FileNotFoundError:
+        digest = integrity.digest_file(str(path), md5=False)
+    except (FileNotFoundError, RangeMismatch):
         return -1, 0
-    return size, crc
+    return digest.size, digest.crc32
 
 
 def _state(size: int | None, crc: int | None) -> str:
-    return "gone" if size == -1 else f"{size} bytes, CRC32 {crc or 0:08x}"
+    return "gone or shrinking" if size == -1 else f"{size} bytes, CRC32 {crc or 0:08x}"
